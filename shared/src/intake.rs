@@ -263,7 +263,9 @@ impl<A: RawArchive, S: DocumentStore, Q: MessageQueue> Intake<A, S, Q> {
                 decision.ruleset_version
             )
         };
-        let routed = TimelineEntry::new(document.id, now, "routed", detail).with_data(decision);
+        // Routing finished after the export arrived; the later time also keeps the two entries in order.
+        let routed_at = Utc::now().max(now + chrono::Duration::microseconds(1));
+        let routed = TimelineEntry::new(document.id, routed_at, "routed", detail).with_data(decision);
         self.store.append_timeline(&routed).await?;
 
         let updated = match existing {

@@ -2,12 +2,14 @@
 
 mod dynamo;
 mod guard;
+mod rules_source;
 mod s3;
 mod secrets;
 mod sqs;
 
-pub use dynamo::DynamoDocumentStore;
+pub use dynamo::{DynamoDocumentStore, from_item, to_item};
 pub use guard::{LOOPBACK_ONLY_VAR, LoopbackGuard, loopback_only};
+pub use rules_source::load_rule_set;
 pub use s3::S3Archive;
 pub use secrets::SecretsManagerSource;
 pub use sqs::SqsQueues;
@@ -36,8 +38,15 @@ impl Clients {
     /// is set (the local stack and the tests set it), each client refuses to
     /// send a request to any host but 127.0.0.1.
     pub fn new(config: &SdkConfig) -> Self {
-        let guard = loopback_only();
+        Self::build(config, loopback_only())
+    }
 
+    /// Builds every client with the loopback guard on, whatever the environment says.
+    pub fn new_guarded(config: &SdkConfig) -> Self {
+        Self::build(config, true)
+    }
+
+    fn build(config: &SdkConfig, guard: bool) -> Self {
         macro_rules! client {
             ($krate:ident) => {{
                 let mut builder = $krate::config::Builder::from(config);

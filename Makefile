@@ -1,0 +1,48 @@
+# recordengine-bridge: build, test and run locally.
+#
+#   make test    run every test (starts its own AWS emulator on 127.0.0.1)
+#   make demo    run the whole pipeline locally on the invoice fixtures
+#   make dev     start the local stack and keep it running until Ctrl-C
+#   make bench   measure cold start, latency, memory, binary size and burst
+#   make lint    cargo fmt --check, clippy, cfn-lint and sam validate
+
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+CARGO ?= cargo
+
+.PHONY: all venv build test lint fmt clippy cfn-lint demo dev bench clean
+
+all: build
+
+# One virtual environment per tool set, because MiniStack and the SAM CLI pin
+# different botocore versions.
+venv: $(VENV)/ministack/.installed $(VENV)/sam/.installed $(VENV)/lint/.installed
+
+$(VENV)/%/.installed: infra/requirements-%.txt
+	$(PYTHON) -m venv $(VENV)/$*
+	$(VENV)/$*/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+build:
+	$(CARGO) build --workspace
+
+test: venv
+	$(CARGO) test --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+cfn-lint: $(VENV)/lint/.installed
+	$(VENV)/lint/bin/cfn-lint template.yaml
+
+lint: venv cfn-lint
+	$(CARGO) fmt --all --check
+	$(MAKE) clippy
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) .aws-sam

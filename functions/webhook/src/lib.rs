@@ -1,0 +1,4 @@
+//! The webhook function: `POST /webhooks/recordengine` and `GET /documents/{id}`.
+
+pub mod config;
+pub mod handler;
