@@ -4,9 +4,11 @@
 //! ([`rules`]), the webhook intake ([`intake`]), ports to AWS ([`ports`]) with
 //! SDK adapters ([`aws`]) and in-memory fakes ([`fakes`]).
 
+pub mod alerts;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod failures;
 pub mod fakes;
 pub mod intake;
 pub mod json;
