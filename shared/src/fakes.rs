@@ -128,9 +128,15 @@ impl DocumentStore for FakeStore {
                 Ok(ExportClaim::AlreadyRouted(Box::new(record)))
             }
             Some(record) if !claimable => Ok(ExportClaim::InProgress(Box::new(record))),
-            _ => {
-                items.insert(key, serde_json::to_value(candidate).expect("records serialise"));
-                Ok(ExportClaim::Claimed)
+            earlier => {
+                // Same bookkeeping as the DynamoDB adapter: count deliveries, keep the first arrival.
+                let mut claimed = candidate.clone();
+                if let Some(earlier) = earlier {
+                    claimed.deliveries = earlier.deliveries + 1;
+                    claimed.received_at = earlier.received_at;
+                }
+                items.insert(key, serde_json::to_value(&claimed).expect("records serialise"));
+                Ok(ExportClaim::Claimed(Box::new(claimed)))
             }
         }
     }

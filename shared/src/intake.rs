@@ -138,8 +138,8 @@ impl<A: RawArchive, S: DocumentStore, Q: MessageQueue> Intake<A, S, Q> {
 
         // Deduplicate: exactly one delivery of an export wins the claim.
         let candidate = self.export_record(&document, &fingerprint, key, now);
-        match self.store.claim_export(&candidate, now.timestamp()).await? {
-            ExportClaim::Claimed => {}
+        let claimed = match self.store.claim_export(&candidate, now.timestamp()).await? {
+            ExportClaim::Claimed(claimed) => *claimed,
             ExportClaim::AlreadyRouted(_) | ExportClaim::InProgress(_) => {
                 let entry = TimelineEntry::new(document.id, now, "duplicate_export", "the same export arrived again")
                     .with_data(&serde_json::json!({ "fingerprint": fingerprint, "archive_key": key }));
@@ -151,12 +151,9 @@ impl<A: RawArchive, S: DocumentStore, Q: MessageQueue> Intake<A, S, Q> {
                     fingerprint,
                 });
             }
-        }
+        };
 
-        match self
-            .route_claimed(&document, &fingerprint, candidate.clone(), now)
-            .await
-        {
+        match self.route_claimed(&document, &fingerprint, claimed.clone(), now).await {
             Ok(routes) => Ok(Outcome::Accepted {
                 document_id: document.id,
                 routes,
@@ -165,7 +162,7 @@ impl<A: RawArchive, S: DocumentStore, Q: MessageQueue> Intake<A, S, Q> {
             Err(error) => {
                 // Leave the export visibly unrouted so that a retry or the
                 // sweep routes it; the body is safe in the archive.
-                let mut unrouted = candidate;
+                let mut unrouted = claimed;
                 unrouted.status = export_status::UNROUTED.into();
                 unrouted.last_error = Some(error.to_string());
                 unrouted.updated_at = rfc3339(now);
@@ -379,4 +376,183 @@ impl<A: RawArchive, S: DocumentStore, Q: MessageQueue> Intake<A, S, Q> {
 
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::fakes::{FakeArchive, FakeQueues, FakeStore};
+    use crate::ports::DocumentStore;
+    use crate::rules::{BUNDLED_RULES, DEFAULT_DESTINATIONS};
+
+    const DOCUMENTED: &str = include_str!("../../tests/fixtures/recordengine/document-exported.json");
+
+    fn intake() -> Intake<FakeArchive, FakeStore, FakeQueues> {
+        let destinations: BTreeSet<String> = DEFAULT_DESTINATIONS.iter().map(|name| name.to_string()).collect();
+        Intake {
+            archive: Arc::new(FakeArchive::default()),
+            store: Arc::new(FakeStore::default()),
+            queues: Arc::new(FakeQueues::default()),
+            rules: Arc::new(RuleSet::from_yaml(BUNDLED_RULES, "bundled", &destinations).unwrap()),
+            config: IntakeConfig::default(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-04T08:00:00Z".parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn queue_failure_leaves_the_export_unrouted_then_a_retry_routes_it() {
+        let intake = intake();
+        intake.queues.fail.store(true, Ordering::SeqCst);
+
+        let error = intake.receive(DOCUMENTED.as_bytes(), now()).await.unwrap_err();
+
+        assert_eq!(error.service, "SQS");
+        assert_eq!(
+            intake.archive.objects.lock().unwrap().len(),
+            1,
+            "archived before routing"
+        );
+        let fingerprint = export_fingerprint(&match crate::payload::parse_webhook(DOCUMENTED.as_bytes()).unwrap() {
+            WebhookEvent::Export(document) => document.canonical_content(),
+            other => panic!("{other:?}"),
+        });
+        let record = intake.store.get_export(847, &fingerprint).await.unwrap().unwrap();
+        assert_eq!(record.status, export_status::UNROUTED);
+        assert!(record.last_error.unwrap().contains("SQS SendMessage failed"));
+
+        intake.queues.fail.store(false, Ordering::SeqCst);
+        let (outcome, _) = intake.receive(DOCUMENTED.as_bytes(), now()).await.unwrap();
+
+        assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+        let record = intake.store.get_export(847, &fingerprint).await.unwrap().unwrap();
+        assert_eq!(record.status, export_status::ROUTED);
+        assert_eq!(record.deliveries, 2);
+    }
+
+    #[tokio::test]
+    async fn archive_failure_stores_and_queues_nothing() {
+        let intake = intake();
+        intake.archive.fail.store(true, Ordering::SeqCst);
+
+        let error = intake.receive(DOCUMENTED.as_bytes(), now()).await.unwrap_err();
+
+        assert_eq!(error.service, "S3");
+        assert!(intake.store.items.lock().unwrap().is_empty());
+        assert_eq!(intake.queues.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_can_be_taken_over() {
+        let intake = intake();
+        let document = match crate::payload::parse_webhook(DOCUMENTED.as_bytes()).unwrap() {
+            WebhookEvent::Export(document) => document,
+            other => panic!("{other:?}"),
+        };
+        let fingerprint = export_fingerprint(&document.canonical_content());
+        let stale = intake.export_record(
+            &document,
+            &fingerprint,
+            "raw/x.json",
+            now() - chrono::Duration::minutes(10),
+        );
+        intake
+            .store
+            .claim_export(&stale, (now() - chrono::Duration::minutes(10)).timestamp())
+            .await
+            .unwrap();
+
+        let (outcome, _) = intake.receive(DOCUMENTED.as_bytes(), now()).await.unwrap();
+
+        assert!(matches!(outcome, Outcome::Accepted { .. }), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_live_claim_answers_duplicate() {
+        let intake = intake();
+        let document = match crate::payload::parse_webhook(DOCUMENTED.as_bytes()).unwrap() {
+            WebhookEvent::Export(document) => document,
+            other => panic!("{other:?}"),
+        };
+        let fingerprint = export_fingerprint(&document.canonical_content());
+        let live = intake.export_record(&document, &fingerprint, "raw/x.json", now());
+        intake.store.claim_export(&live, now().timestamp()).await.unwrap();
+
+        let (outcome, _) = intake.receive(DOCUMENTED.as_bytes(), now()).await.unwrap();
+
+        assert!(matches!(outcome, Outcome::Duplicate { .. }), "{outcome:?}");
+        assert_eq!(intake.queues.count(), 0);
+    }
+
+    #[tokio::test]
+    async fn large_payloads_travel_as_archive_pointers() {
+        let mut intake = intake();
+        intake.config.max_inline_payload_bytes = 100;
+
+        intake.receive(DOCUMENTED.as_bytes(), now()).await.unwrap();
+
+        let body = &intake.queues.bodies("accounting")[0];
+        let message: RoutedMessage = serde_json::from_str(body).unwrap();
+        assert!(message.payload.is_none());
+        assert!(message.archive.key.starts_with("raw/2026/12/04/"));
+        assert_eq!(message.archive.bucket, "fake-archive");
+    }
+
+    #[tokio::test]
+    async fn bookkeeping_failure_after_sending_still_counts_as_routed() {
+        let intake = intake();
+        // Fail the store only after the claim: the messages are already in SQS.
+        let store = Arc::clone(&intake.store);
+        let queues = Arc::clone(&intake.queues);
+        let task = tokio::spawn(async move {
+            for _ in 0..1000 {
+                if queues.count() > 0 {
+                    store.fail.store(true, Ordering::SeqCst);
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+
+        let result = intake.receive(DOCUMENTED.as_bytes(), now()).await;
+        task.await.unwrap();
+
+        assert!(result.is_ok(), "{result:?}");
+        assert!(intake.queues.count() >= 1);
+    }
+
+    #[test]
+    fn archive_keys_are_dated_and_content_addressed() {
+        let key = archive_key(now(), b"{}");
+
+        assert_eq!(
+            key,
+            "raw/2026/12/04/44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a.json"
+        );
+    }
+
+    #[test]
+    fn correlation_key_forms() {
+        let mut document = match crate::payload::parse_webhook(DOCUMENTED.as_bytes()).unwrap() {
+            WebhookEvent::Export(document) => *document,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(correlation_key(&document), None);
+
+        document.external_refs.insert(
+            EXTERNAL_REFS_KEY.into(),
+            Node::parse(r#"{"record_id": " s3-abc ", "record_type": "s3_object"}"#).unwrap(),
+        );
+        assert_eq!(correlation_key(&document).as_deref(), Some("s3-abc"));
+
+        document
+            .external_refs
+            .insert(EXTERNAL_REFS_KEY.into(), Node::parse(r#"{"record_id": ""}"#).unwrap());
+        assert_eq!(correlation_key(&document), None);
+    }
 }

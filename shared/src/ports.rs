@@ -40,8 +40,8 @@ pub trait RawArchive: Send + Sync {
 /// The outcome of trying to claim an export for routing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportClaim {
-    /// This delivery routes the export.
-    Claimed,
+    /// This delivery routes the export; the record as written (with the delivery count).
+    Claimed(Box<ExportRecord>),
     /// The export was routed before: a duplicate delivery.
     AlreadyRouted(Box<ExportRecord>),
     /// Another delivery holds an unexpired claim on it right now.

@@ -91,17 +91,15 @@ impl DocumentStore for DynamoDocumentStore {
         // One conditional write decides between concurrent deliveries: it
         // succeeds for a new export, for one left `unrouted` by a failed
         // delivery, and for a `routing` claim whose lease has run out.
-        let mut item = to_item(candidate, "PutItem")?;
+        let mut claimed = candidate.clone();
         let earlier = self
             .get_item::<ExportRecord>(candidate.pk.clone(), &candidate.sk)
             .await?;
-        if let Some(earlier) = &earlier {
-            item.insert(
-                "deliveries".into(),
-                AttributeValue::N((earlier.deliveries + 1).to_string()),
-            );
-            item.insert("received_at".into(), AttributeValue::S(earlier.received_at.clone()));
+        if let Some(earlier) = earlier {
+            claimed.deliveries = earlier.deliveries + 1;
+            claimed.received_at = earlier.received_at;
         }
+        let item = to_item(&claimed, "PutItem")?;
 
         let result = self
             .client
@@ -119,7 +117,7 @@ impl DocumentStore for DynamoDocumentStore {
             .await;
 
         match result {
-            Ok(_) => Ok(ExportClaim::Claimed),
+            Ok(_) => Ok(ExportClaim::Claimed(Box::new(claimed))),
             Err(error)
                 if error
                     .as_service_error()
