@@ -16,6 +16,7 @@ pub mod message;
 pub mod money;
 pub mod payload;
 pub mod ports;
+pub mod recordengine;
 pub mod records;
 pub mod rules;
 pub mod telemetry;

@@ -8,7 +8,7 @@ mod secrets;
 mod sqs;
 
 pub use dynamo::{DynamoDocumentStore, from_item, to_item};
-pub use guard::{LOOPBACK_ONLY_VAR, LoopbackGuard, loopback_only};
+pub use guard::{LOOPBACK_ONLY_VAR, LoopbackGuard, is_loopback_url, loopback_only};
 pub use rules_source::load_rule_set;
 pub use s3::S3Archive;
 pub use secrets::SecretsManagerSource;
