@@ -7,7 +7,9 @@
 pub mod alerts;
 pub mod auth;
 pub mod aws;
+pub mod bill;
 pub mod config;
+pub mod dispatch;
 pub mod failures;
 pub mod fakes;
 pub mod intake;

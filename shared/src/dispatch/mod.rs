@@ -1,0 +1,25 @@
+//! Delivery of routed messages to their destinations.
+//!
+//! [`engine::Engine`] consumes one destination queue: it claims each message's
+//! idempotency key in a dispatch record ([`record`]), waits for the
+//! account's shared rate budget ([`budget`]), calls the destination adapter
+//! and turns the outcome into an SQS action (see the engine's documentation
+//! for the failure classes).
+
+pub mod backoff;
+pub mod budget;
+pub mod destination;
+pub mod engine;
+pub mod error;
+pub mod fakes;
+pub mod inbound;
+pub mod ports;
+pub mod record;
+pub mod store;
+
+pub use destination::{Delivered, Delivery, DeliveryItem, Destination};
+pub use engine::{BatchReport, Disposition, Engine, EngineConfig};
+pub use error::DispatchError;
+
+#[cfg(test)]
+mod engine_tests;
