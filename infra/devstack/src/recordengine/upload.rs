@@ -359,8 +359,10 @@ fn validate(form: ReceivedForm) -> Result<ValidForm, Box<Response>> {
     };
 
     let filename = file.filename.clone().unwrap_or_default();
+    // A name like ".pdf" has no stem, so it has no extension either.
     let extension = filename
         .rsplit_once('.')
+        .filter(|(stem, _)| !stem.is_empty())
         .map(|(_, extension)| extension.to_lowercase())
         .unwrap_or_default();
     if !SUPPORTED_EXTENSIONS.contains(&extension.as_str()) {
