@@ -32,7 +32,7 @@ struct Args {
     wecom_port: u16,
 
     /// API token the simulator requires on uploads; without it any bearer token is accepted.
-    #[arg(long, env = "DEVSTACK_API_TOKEN")]
+    #[arg(long, env = "DEVSTACK_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
     /// Id of the first uploaded document.
     #[arg(long, default_value_t = 1001)]
@@ -41,7 +41,7 @@ struct Args {
     #[arg(long)]
     webhook_url: Option<String>,
     /// Bearer token sent on export webhooks; empty sends no Authorization header.
-    #[arg(long, env = "DEVSTACK_WEBHOOK_TOKEN", default_value = "")]
+    #[arg(long, env = "DEVSTACK_WEBHOOK_TOKEN", hide_env_values = true, default_value = "")]
     webhook_token: String,
     /// Milliseconds from upload to automatic export; 0 exports only on POST /_export/{id}.
     #[arg(long, default_value_t = 2000)]
