@@ -12,6 +12,7 @@ pub mod config;
 pub mod dispatch;
 pub mod failures;
 pub mod fakes;
+pub mod inbound;
 pub mod intake;
 pub mod json;
 pub mod message;
