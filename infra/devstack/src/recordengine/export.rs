@@ -223,8 +223,9 @@ pub(super) async fn export(
     let (status_code, error) = match request.send().await {
         Ok(response) => (Some(response.status().as_u16()), None),
         Err(error) => {
-            tracing::warn!(id, %url, %error, "webhook delivery failed");
-            (None, Some(error.to_string()))
+            let message = error_chain(&error);
+            tracing::warn!(id, %url, error = %message, "webhook delivery failed");
+            (None, Some(message))
         }
     };
     tracing::info!(id, %url, status = ?status_code, "export webhook sent");
@@ -239,6 +240,18 @@ pub(super) async fn export(
     };
     simulator.store().exports.push(record.clone());
     Ok(record)
+}
+
+/// Joins an error and its sources, because reqwest's own message leaves out the cause (connection refused, timed out).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// Exports `id` after the configured delay, unless the delay is zero or the server stops first.
