@@ -732,7 +732,7 @@ async fn hubspot_known_records_only() {
 
     let added = client()
         .post(server.url("/_records"))
-        .json(&serde_json::json!({"records": [{"object_type": "deals", "id": "77", "properties": {"po_number": "PO-9"}}]}))
+        .body(r#"{"records": [{"object_type": "deals", "id": "77", "properties": {"po_number": "PO-9", "amount": 5.50}}]}"#)
         .send()
         .await
         .unwrap();
@@ -744,7 +744,9 @@ async fn hubspot_known_records_only() {
     )
     .await;
     assert_eq!(by_property.status(), StatusCode::OK);
-    assert_eq!(text_at(&json_body(by_property).await, "id"), "77");
+    let record = json_body(by_property).await;
+    assert_eq!(text_at(&record, "id"), "77");
+    assert_eq!(text_at(&record, "properties.amount"), "5.50");
 
     let reset = client().delete(server.url("/_records")).send().await.unwrap();
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);

@@ -214,6 +214,11 @@ fn read_properties(body: &[u8]) -> Result<Json, String> {
     let Some(Json::Object(members)) = parsed.get("properties") else {
         return Err("The request body must be an object with a \"properties\" object".into());
     };
+    stringify_properties(members)
+}
+
+/// Converts property values to the strings HubSpot stores: null becomes `""`, and objects or arrays are rejected.
+fn stringify_properties(members: &[(String, Json)]) -> Result<Json, String> {
     let mut properties = Json::Object(Vec::new());
     for (name, value) in members {
         let text = match value {
@@ -339,7 +344,12 @@ async fn add_records(State(crm): State<Arc<Crm>>, body: Bytes) -> Response {
         };
         let properties = match entry.get("properties") {
             None | Some(Json::Null) => Json::Object(Vec::new()),
-            Some(properties @ Json::Object(_)) => properties.clone(),
+            Some(Json::Object(members)) => match stringify_properties(members) {
+                Ok(properties) => properties,
+                Err(message) => {
+                    return json_response(StatusCode::BAD_REQUEST, &Json::object([("error", Json::from(message))]));
+                }
+            },
             Some(_) => {
                 return json_response(StatusCode::BAD_REQUEST, &Json::object([("error", Json::from(usage))]));
             }
