@@ -6,7 +6,7 @@
 //!
 //! By default every record exists: a PATCH to an unseen id creates it. After
 //! `POST /_records` only the listed records exist and others return 404.
-//! `DELETE /_records` forgets all records and returns to the default.
+//! `DELETE /_records` deletes all records and returns to the default.
 
 use std::collections::HashMap;
 use std::io;
