@@ -14,6 +14,7 @@ use crate::records::{
     DOCUMENT_SK, DocumentRecord, ExportRecord, TimelineEntry, UploadRecord, document_pk, export_sk, export_status,
     reference_pk,
 };
+use crate::sweep::{ArchiveListing, TableScan};
 
 fn unavailable(service: &'static str, operation: &'static str) -> InfraError {
     InfraError::new(service, operation, "injected failure")
@@ -245,5 +246,39 @@ impl SecretSource for FakeSecrets {
             .get(secret_id)
             .cloned()
             .ok_or_else(|| InfraError::new("Secrets Manager", "GetSecretValue", format!("no secret {secret_id}")))
+    }
+}
+
+#[async_trait]
+impl ArchiveListing for FakeArchive {
+    async fn list_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, InfraError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(unavailable("S3", "ListObjectsV2"));
+        }
+        let objects = self.objects.lock().unwrap();
+        Ok(objects
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TableScan for FakeStore {
+    async fn scan_prefix(&self, pk_prefix: &str, sk_prefix: &str) -> Result<Vec<serde_json::Value>, InfraError> {
+        self.check("Scan")?;
+        let items = self.items.lock().unwrap();
+        Ok(items
+            .iter()
+            .filter(|((pk, sk), _)| pk.starts_with(pk_prefix) && sk.starts_with(sk_prefix))
+            .map(|(_, value)| value.clone())
+            .collect())
+    }
+
+    async fn get_json(&self, pk: &str, sk: &str) -> Result<Option<serde_json::Value>, InfraError> {
+        self.check("GetItem")?;
+        Ok(self.items.lock().unwrap().get(&(pk.to_owned(), sk.to_owned())).cloned())
     }
 }

@@ -11,6 +11,7 @@ use crate::records::{
     DOCUMENT_SK, DocumentRecord, ExportRecord, TimelineEntry, UploadRecord, document_pk, export_sk, export_status,
     reference_pk,
 };
+use crate::sweep::TableScan;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -189,5 +190,40 @@ impl DocumentStore for DynamoDocumentStore {
 
         view.timeline.sort_by(|a, b| a.sk.cmp(&b.sk));
         Ok(view)
+    }
+}
+
+#[async_trait]
+impl TableScan for DynamoDocumentStore {
+    async fn scan_prefix(&self, pk_prefix: &str, sk_prefix: &str) -> Result<Vec<serde_json::Value>, InfraError> {
+        let mut items = Vec::new();
+        let mut start_key: Option<Item> = None;
+        // NOTE: a full-table scan; fine for operator tooling and an hourly
+        // sweep of a finance team's volume, not for millions of documents.
+        loop {
+            let response = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :pk) AND begins_with(sk, :sk)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk_prefix.to_owned()))
+                .expression_attribute_values(":sk", AttributeValue::S(sk_prefix.to_owned()))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|error| InfraError::new("DynamoDB", "Scan", sdk_error_text(&error)))?;
+            for item in response.items.unwrap_or_default() {
+                items.push(from_item(item, "Scan")?);
+            }
+            match response.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    async fn get_json(&self, pk: &str, sk: &str) -> Result<Option<serde_json::Value>, InfraError> {
+        self.get_item(pk.to_owned(), sk).await
     }
 }

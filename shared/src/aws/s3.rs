@@ -3,6 +3,7 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::sdk_error_text;
 use crate::ports::{InfraError, RawArchive};
+use crate::sweep::ArchiveListing;
 
 /// The raw-payload archive in S3.
 #[derive(Debug, Clone)]
@@ -53,5 +54,36 @@ impl RawArchive for S3Archive {
             .await
             .map_err(|error| InfraError::new("S3", "GetObject", error.to_string()))?;
         Ok(Some(bytes.into_bytes().to_vec()))
+    }
+}
+
+#[async_trait]
+impl ArchiveListing for S3Archive {
+    async fn list_keys(&self, prefix: &str, limit: usize) -> Result<Vec<String>, InfraError> {
+        let mut keys = Vec::new();
+        let mut continuation: Option<String> = None;
+        while keys.len() < limit {
+            let response = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(continuation.take())
+                .send()
+                .await
+                .map_err(|error| InfraError::new("S3", "ListObjectsV2", sdk_error_text(&error)))?;
+            keys.extend(
+                response
+                    .contents()
+                    .iter()
+                    .filter_map(|object| object.key().map(str::to_owned)),
+            );
+            match response.next_continuation_token() {
+                Some(token) if response.is_truncated() == Some(true) => continuation = Some(token.to_owned()),
+                _ => break,
+            }
+        }
+        keys.truncate(limit);
+        Ok(keys)
     }
 }
