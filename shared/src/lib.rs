@@ -22,4 +22,5 @@ pub mod ports;
 pub mod recordengine;
 pub mod records;
 pub mod rules;
+pub mod sweep;
 pub mod telemetry;
