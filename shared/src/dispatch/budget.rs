@@ -445,9 +445,9 @@ mod tests {
         let BudgetDecision::Denied { wait, .. } = take(state.clone(), &scope, now + 5000, None) else {
             panic!("the day's allowance is spent");
         };
-        assert_eq!(wait, Duration::from_millis(3600_000 - 5000));
+        assert_eq!(wait, Duration::from_millis(3_600_000 - 5000));
 
-        granted(take(state, &scope, now + 3600_000, None));
+        granted(take(state, &scope, now + 3_600_000, None));
     }
 
     #[test]

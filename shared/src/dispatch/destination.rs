@@ -1,6 +1,7 @@
 //! The interface every destination adapter implements, and what it receives.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -37,6 +38,7 @@ pub struct Delivery {
     pub previous_ambiguous: bool,
     parts_done: Mutex<BTreeSet<String>>,
     gate: Option<(Arc<dyn VersionedStore>, BudgetScope)>,
+    requests: AtomicU32,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -60,6 +62,7 @@ impl Delivery {
             previous_ambiguous: false,
             parts_done: Mutex::new(BTreeSet::new()),
             gate: None,
+            requests: AtomicU32::new(0),
         }
     }
 
@@ -124,13 +127,17 @@ impl Delivery {
             .unwrap_or_default()
     }
 
-    /// Takes one more request from the account's rate budget, for a delivery
-    /// that needs more than the one request the engine already took (a
-    /// lookup before a create, a second page). Without a budget it does nothing.
+    /// Takes one request from the account's rate budget. Adapters call it
+    /// before every API request. The first call of an attempt is free,
+    /// because the engine took that request before the delivery started.
+    /// Without a budget it does nothing.
     pub async fn spend_request(&self) -> Result<(), DispatchError> {
         let Some((store, scope)) = &self.gate else {
             return Ok(());
         };
+        if self.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Ok(());
+        }
         match (Budgets { store: store.as_ref() }).acquire(scope, None).await? {
             Ok(()) => Ok(()),
             Err((wait, reason)) => Err(DispatchError::throttled(reason, wait)),

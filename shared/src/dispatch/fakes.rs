@@ -53,11 +53,17 @@ impl VersionedStore for FakeStore {
     }
 }
 
-/// A queue pair that records what the engine asked of it.
+/// A message the engine sent: body, delay and attributes.
+pub type SentMessage = (String, Duration, BTreeMap<String, String>);
+
+/// An email the fake mailer accepted: from, to, subject and body.
+pub type SentEmail = (String, Vec<String>, String, String);
+
+/// A queue pair that records what the engine requested of it.
 #[derive(Default)]
 pub struct FakeDispatchQueue {
     pub visibility: Mutex<Vec<(String, Duration)>>,
-    pub delayed: Mutex<Vec<(String, Duration, BTreeMap<String, String>)>>,
+    pub delayed: Mutex<Vec<SentMessage>>,
     pub dead_letters: Mutex<Vec<(String, BTreeMap<String, String>)>>,
     pub fail_dead_letter: AtomicBool,
 }
@@ -167,7 +173,7 @@ impl SecretStore for FakeSecretStore {
 /// Emails in memory.
 #[derive(Default)]
 pub struct FakeMailer {
-    pub sent: Mutex<Vec<(String, Vec<String>, String, String)>>,
+    pub sent: Mutex<Vec<SentEmail>>,
     pub reject: AtomicBool,
 }
 

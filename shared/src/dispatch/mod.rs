@@ -21,5 +21,18 @@ pub use destination::{Delivered, Delivery, DeliveryItem, Destination};
 pub use engine::{BatchReport, Disposition, Engine, EngineConfig};
 pub use error::DispatchError;
 
+pub mod alert_channels;
+pub mod alert_text;
+pub mod aws;
+pub mod body;
 #[cfg(test)]
 mod engine_tests;
+pub mod generic_http;
+pub mod http;
+pub mod hubspot;
+pub mod lock;
+pub mod oauth;
+pub mod quickbooks;
+pub mod settings;
+pub mod wecom;
+pub mod xero;
