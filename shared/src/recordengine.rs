@@ -22,6 +22,7 @@
 //! connection is made.
 
 pub mod multipart;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 pub use multipart::{BoxError, FileBody};
+pub use settings::{CaBundleSource, RecordEngineSettings};
 
 use crate::auth::token_from_secret;
 use crate::aws::is_loopback_url;

@@ -21,6 +21,7 @@ pub mod local;
 pub mod mapping;
 pub mod ports;
 pub mod schedule;
+pub mod settings;
 pub mod uploader;
 #[cfg(test)]
 mod uploader_tests;
@@ -32,6 +33,7 @@ pub use local::{LocalUpload, upload_local_files};
 pub use mapping::{ContactMapping, MappingRules, Target};
 pub use ports::{FailureLog, Handoff, ObjectInfo, ObjectStore, UploadClaim, UploadLedger};
 pub use schedule::{RunSummary, ScheduleConfig, run_scheduled};
+pub use settings::{AwsUploader, InboundSettings};
 pub use uploader::{UploadOutcome, Uploader, UploaderConfig};
 
 /// How a file reached the bridge; stored as `origin.channel`.

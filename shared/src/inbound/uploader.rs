@@ -781,7 +781,7 @@ where
     }
 
     /// Stores a failure record; returns whether it was stored.
-    pub(crate) async fn store_failure(&self, record: &FailureRecord) -> bool {
+    pub async fn store_failure(&self, record: &FailureRecord) -> bool {
         match self.failures.record_failure(record).await {
             Ok(()) => true,
             Err(error) => {
@@ -793,7 +793,7 @@ where
     }
 
     /// Sends an operational alert; a failure to send is logged, not raised.
-    pub(crate) async fn send_alert(&self, mut alert: OperationalAlert, failure_id: Option<String>) {
+    pub async fn send_alert(&self, mut alert: OperationalAlert, failure_id: Option<String>) {
         alert.failure_id = failure_id;
         let body = match serde_json::to_string(&alert) {
             Ok(body) => body,

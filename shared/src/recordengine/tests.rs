@@ -335,7 +335,10 @@ async fn timeout_after_full_body_is_ambiguous() {
     assert_eq!(error.error_class(), "ambiguous");
     assert!(!error.is_retryable());
     let received = String::from_utf8_lossy(&server.requests()[0].body).into_owned();
-    assert!(received.contains("\r\n\r\nhello\r\n--"), "the server had the whole file: {received}");
+    assert!(
+        received.contains("\r\n\r\nhello\r\n--"),
+        "the server had the whole file: {received}"
+    );
 }
 
 #[tokio::test]
