@@ -167,7 +167,7 @@ where
         for object in &objects {
             let outcome = self.uploader.upload_object(&self.objects, object, deadline).await;
             match &outcome {
-                UploadOutcome::Retry { after, .. } => retries.push(*after),
+                outcome if outcome.should_retry() => retries.push(outcome.retry_after()),
                 UploadOutcome::Uploaded { .. } => label = "uploaded",
                 other if other.category() == "failed" && label != "uploaded" => label = "failed",
                 _ => {}

@@ -96,8 +96,10 @@ pub enum UploadOutcome {
         error: String,
         failure_id: Option<String>,
     },
-    /// May succeed later; `after` is RecordEngine's `Retry-After` or the remaining lease.
+    /// May succeed later; `after` is RecordEngine's `Retry-After`, if it sent one.
     Retry { after: Option<Duration>, error: String },
+    /// Another caller is uploading this version right now; `after` is the rest of its lease.
+    InProgress { after: Duration },
     /// The outcome of an earlier upload is unknown and no lookup could settle
     /// it; an `upload_ambiguous` alert asks an operator to check.
     LeftForOperator {
@@ -112,7 +114,9 @@ impl UploadOutcome {
     pub fn category(&self) -> &'static str {
         match self {
             UploadOutcome::Uploaded { .. } => "uploaded",
-            UploadOutcome::AlreadyUploaded { .. } | UploadOutcome::Skipped { .. } => "skipped",
+            UploadOutcome::AlreadyUploaded { .. }
+            | UploadOutcome::Skipped { .. }
+            | UploadOutcome::InProgress { .. } => "skipped",
             UploadOutcome::Rejected { .. }
             | UploadOutcome::Failed { .. }
             | UploadOutcome::Retry { .. }
@@ -120,9 +124,20 @@ impl UploadOutcome {
         }
     }
 
-    /// Whether the message that asked for this upload should be delivered again.
+    /// Whether the message that asked for this upload should be delivered
+    /// again. An upload in progress elsewhere is checked again after its lease,
+    /// in case that caller dies.
     pub fn should_retry(&self) -> bool {
-        matches!(self, UploadOutcome::Retry { .. })
+        matches!(self, UploadOutcome::Retry { .. } | UploadOutcome::InProgress { .. })
+    }
+
+    /// How long to wait before the next attempt, when the outcome says.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UploadOutcome::Retry { after, .. } => *after,
+            UploadOutcome::InProgress { after } => Some(*after),
+            _ => None,
+        }
     }
 }
 
@@ -411,12 +426,8 @@ where
             },
             Ok(UploadClaim::InProgress(record)) => {
                 let remaining = record.lease_until.unwrap_or(0) - now.timestamp();
-                UploadOutcome::Retry {
-                    after: Some(Duration::from_secs(remaining.clamp(1, 43_200) as u64)),
-                    error: format!(
-                        "another upload of {} holds the claim for {remaining} s more",
-                        prepared.correlation_key
-                    ),
+                UploadOutcome::InProgress {
+                    after: Duration::from_secs(remaining.clamp(1, 43_200) as u64),
                 }
             }
             Ok(UploadClaim::Uncertain(seen)) => {
@@ -468,9 +479,9 @@ where
                     tracing::info!(correlation_key = %key, "RecordEngine has no document from the earlier attempt; uploading again");
                     self.send(prepared, candidate, open, deadline).await
                 }
-                Ok(false) => UploadOutcome::Retry {
-                    after: Some(Duration::from_secs(5)),
-                    error: "another caller took over the upload first".into(),
+                // Another caller took the upload over first.
+                Ok(false) => UploadOutcome::InProgress {
+                    after: Duration::from_secs(5),
                 },
                 Err(error) => retry_infra(error),
             },
@@ -891,6 +902,9 @@ fn log_outcome(object: &ObjectRef, outcome: &UploadOutcome) {
             error,
             failure_id,
         } => tracing::error!(%bucket, %key, channel, error_class, %error, ?failure_id, "upload failed for good"),
+        UploadOutcome::InProgress { after } => {
+            tracing::info!(%bucket, %key, channel, retry_after_seconds = after.as_secs(), "another caller is uploading this version")
+        }
         UploadOutcome::Retry { after, error } => {
             tracing::warn!(%bucket, %key, channel, retry_after_seconds = after.map(|after| after.as_secs()), %error, "upload will be retried")
         }

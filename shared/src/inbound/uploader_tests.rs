@@ -536,7 +536,7 @@ async fn expired_lease_is_checked_not_reuploaded() {
 }
 
 #[tokio::test]
-async fn live_lease_means_retry_later() {
+async fn live_lease_is_in_progress() {
     let harness = Harness::new();
     harness.objects.put(BUCKET, "inbox/5/12/a.pdf", b"%PDF");
     let object = harness.objects.event_ref(BUCKET, "inbox/5/12/a.pdf");
@@ -559,9 +559,11 @@ async fn live_lease_means_retry_later() {
 
     let outcome = harness.upload("inbox/5/12/a.pdf").await;
 
-    let UploadOutcome::Retry { after: Some(after), .. } = outcome else {
-        panic!("expected Retry, got {outcome:?}");
+    let UploadOutcome::InProgress { after } = outcome else {
+        panic!("expected InProgress, got {outcome:?}");
     };
+    assert!(outcome.should_retry());
+    assert_eq!(outcome.category(), "skipped");
     assert!(
         after >= Duration::from_secs(118) && after <= Duration::from_secs(120),
         "{after:?}"
