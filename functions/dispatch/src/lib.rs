@@ -1,0 +1,11 @@
+//! The dispatcher function: one binary for every destination queue, told
+//! which destination it serves by `DESTINATION`.
+//!
+//! One binary keeps the four functions identical apart from their
+//! configuration: the destination kind (QuickBooks, Xero, HubSpot, JSON
+//! endpoint, alerts) comes from `infra/destinations.yaml`, so moving the
+//! `accounting` destination from QuickBooks to Xero is a settings change,
+//! not a new build.
+
+pub mod config;
+pub mod handler;
