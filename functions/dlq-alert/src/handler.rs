@@ -124,8 +124,9 @@ pub struct App {
 impl App {
     /// Handles one batch from any dead-letter queue.
     pub async fn handle(&self, event: &SqsEvent) -> Report {
-        let results: Vec<(MessageResult, Option<DeadLetter>)> = futures::stream::iter(event.records.iter())
-            .map(|message| self.record(message))
+        // The futures are built before the stream so that the returned future stays `Send`.
+        let pending: Vec<_> = event.records.iter().map(|message| self.record(message)).collect();
+        let results: Vec<(MessageResult, Option<DeadLetter>)> = futures::stream::iter(pending)
             .buffered(self.config.concurrency.max(1))
             .collect()
             .await;
