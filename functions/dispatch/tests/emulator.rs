@@ -1001,3 +1001,101 @@ async fn timeline_shows_the_destination_result() {
     assert!(view.timeline[0].detail.contains("Bill"), "{:?}", view.timeline[0]);
     assert!(view.timeline[0].data.as_deref().unwrap().contains("\"remote_id\""));
 }
+
+#[tokio::test]
+async fn quickbooks_401_refreshes_once() {
+    let (stack, sink, engine) = quickbooks_stack().await;
+    // After seeding, the stored access token is unknown to the sink and gets a 401.
+    let seed = http()
+        .post(sink.url("/_oauth/seed"))
+        .json(&json!({"refresh_token": "qb-refresh"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(seed.status().is_success());
+    let message = routed("accounting", 209, Approval::Required, |_| {});
+    stack.send(&body(&message)).await;
+
+    let event = stack.receive().await;
+    let report = stack.run(&engine, &event).await;
+
+    assert!(
+        matches!(report.outcomes[0].disposition, Disposition::Delivered { .. }),
+        "{report:?}"
+    );
+    let stats = get_json(&sink.url("/_stats")).await;
+    assert_eq!(stats["oauth"]["refreshes"], 1, "{stats}");
+    let creates = requests(&sink, "POST", &format!("/v3/company/{REALM}/bill")).await;
+    assert_eq!(creates.len(), 2, "one 401, then one create with the new token");
+    assert_eq!(creates[0]["response_status"], 401);
+    assert_eq!(creates[1]["response_status"], 200);
+}
+
+#[tokio::test]
+async fn xero_invalid_grant_is_permanent() {
+    let (stack, sink, secret) = xero_stack(60).await;
+    // The sink only accepts a refresh token the stored one is not.
+    let seed = http()
+        .post(sink.url("/_oauth/seed"))
+        .json(&json!({"refresh_token": "some-other-refresh-token"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(seed.status().is_success());
+    let config = stack.config(
+        "accounting",
+        sink.base_url(),
+        Some(&sink.url("/connect/token")),
+        Some(&secret),
+    );
+    let engine = stack.engine(&config, &xero_settings());
+    stack
+        .send(&body(&routed("accounting", 305, Approval::Required, |_| {})))
+        .await;
+
+    let event = stack.receive().await;
+    let report = stack.run(&engine, &event).await;
+
+    let Disposition::DeadLettered { class, error } = &report.outcomes[0].disposition else {
+        panic!("invalid_grant needs a person: {report:?}");
+    };
+    assert_eq!(*class, error_class::PERMANENT);
+    assert!(error.contains("invalid_grant"), "{error}");
+    assert!(error.contains("authorise the app again"), "{error}");
+    assert!(!error.contains("xero-seed-refresh"), "no token in the error: {error}");
+}
+
+#[tokio::test]
+async fn alert_email_goes_through_ses() {
+    let stack = Stack::create().await;
+    let clients = stack.emulator.clients();
+    for identity in ["alerts@bridge.test", "ops@bridge.test"] {
+        clients
+            .ses
+            .create_email_identity()
+            .email_identity(identity)
+            .send()
+            .await
+            .expect("create SES identity");
+    }
+    let mut config = stack.config("alerts", "http://127.0.0.1:9", None, None);
+    config.wecom_secret = None;
+    config.email_from = Some("alerts@bridge.test".into());
+    config.email_to = vec!["ops@bridge.test".into()];
+    config.locale = AlertLocale::En;
+    let engine = stack.engine(&config, &alerts_settings());
+    let alert = OperationalAlert::new("recordengine_unauthorized", "error", "email-1").param("error", "HTTP 401");
+    stack.send(&serde_json::to_string(&alert).unwrap()).await;
+
+    let event = stack.receive().await;
+    let report = stack.run(&engine, &event).await;
+
+    let Disposition::Delivered { remote_id } = &report.outcomes[0].disposition else {
+        panic!("{report:?}");
+    };
+    assert_eq!(remote_id, "email");
+    let sent = get_json(&format!("{}/_ministack/ses/messages", stack.emulator.url())).await;
+    let text = sent.to_string();
+    assert!(text.contains("RecordEngine rejected the API token"), "{text}");
+    assert!(text.contains("ops@bridge.test"), "{text}");
+}
