@@ -1,5 +1,5 @@
-//! The dispatcher function: one binary for every destination queue, told
-//! which destination it serves by `DESTINATION`.
+//! The dispatcher function: one binary for every destination queue. The
+//! `DESTINATION` variable names the destination it serves.
 //!
 //! One binary keeps the four functions identical apart from their
 //! configuration: the destination kind (QuickBooks, Xero, HubSpot, JSON

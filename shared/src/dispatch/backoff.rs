@@ -2,16 +2,16 @@
 
 use std::time::{Duration, SystemTime};
 
-/// Longest visibility timeout SQS accepts: 12 hours.
+/// Maximum visibility timeout SQS accepts: 12 hours.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
-/// Longest `DelaySeconds` SQS accepts on a message: 15 minutes.
+/// Maximum `DelaySeconds` SQS accepts on a message: 15 minutes.
 pub const MAX_MESSAGE_DELAY: Duration = Duration::from_secs(900);
 
-/// The delay before retry number `attempt` (1 for the first retry):
-/// `base × 2^(attempt-1)` capped at `cap`, then a random point in its upper
-/// half ("equal jitter"), so that messages that failed together spread out
-/// while each still waits at least half the nominal delay.
+/// Returns the delay before retry number `attempt` (1 for the first retry).
+/// The nominal delay is `base × 2^(attempt-1)`, capped at `cap`. The result is
+/// a random point in its upper half ("equal jitter"), so messages that failed
+/// together spread out while each still waits at least half the nominal delay.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let exponent = attempt.saturating_sub(1).min(20);
     let nominal = base.saturating_mul(1u32 << exponent).min(cap);

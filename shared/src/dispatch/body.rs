@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 
 use crate::json::Node;
 
-/// A JSON object from `(name, value)` pairs.
+/// Builds a JSON object from `(name, value)` pairs.
 pub fn object<const N: usize>(members: [(&str, Node); N]) -> Node {
     Node::Object(
         members
@@ -17,12 +17,12 @@ pub fn object<const N: usize>(members: [(&str, Node); N]) -> Node {
     )
 }
 
-/// A JSON string.
+/// Builds a JSON string.
 pub fn text(value: impl Into<String>) -> Node {
     Node::String(value.into())
 }
 
-/// A JSON number with the decimal's exact text (`16500.00`).
+/// Builds a JSON number with the decimal's exact text (`16500.00`).
 pub fn number(value: Decimal) -> Node {
     Node::Number(value.to_string())
 }
@@ -34,7 +34,7 @@ pub fn insert_some(node: &mut Node, name: &str, value: Option<Node>) {
     }
 }
 
-/// An empty JSON object.
+/// Builds an empty JSON object.
 pub fn empty() -> Node {
     Node::Object(BTreeMap::new())
 }

@@ -6,7 +6,7 @@
 //! | `budget#<destination kind>#<account>` | `budget` | [`BudgetState`] |
 //!
 //! Each budget combines a token bucket (requests per window), concurrency
-//! leases (calls in flight) and an optional daily count. The bucket holds a
+//! leases (calls in flight) and an optional daily count. The bucket contains a
 //! burst of a tenth of the window's allowance and refills the rest evenly
 //! over the window, so that no window of that length ever sees more than
 //! `requests` calls from this bundle: burst + refill = requests.
@@ -131,7 +131,7 @@ pub struct BudgetState {
     /// Calls in flight: lease id to expiry (epoch milliseconds).
     #[serde(default)]
     pub leases: BTreeMap<String, i64>,
-    /// No request before this time (epoch milliseconds): set after the destination answered 429.
+    /// No request before this time (epoch milliseconds). Set when the destination returns 429.
     #[serde(default)]
     pub blocked_until_ms: i64,
     pub version: u64,
@@ -192,7 +192,7 @@ pub fn take(
     if state.blocked_until_ms > now_ms {
         return BudgetDecision::Denied {
             wait: millis(state.blocked_until_ms - now_ms),
-            reason: format!("{} answered 429 recently; waiting as it asked", scope.key),
+            reason: format!("{} returned 429 recently; waiting for its Retry-After", scope.key),
         };
     }
 
@@ -291,7 +291,7 @@ impl Budgets<'_> {
     }
 
     /// Stops every invocation from calling this account until `until_ms`,
-    /// after the destination answered 429.
+    /// after the destination returned 429.
     pub async fn block_until(&self, scope: &BudgetScope, until_ms: i64) -> Result<(), InfraError> {
         self.update(scope, |state| {
             if state.blocked_until_ms >= until_ms {

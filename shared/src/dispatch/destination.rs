@@ -13,7 +13,7 @@ use crate::alerts::OperationalAlert;
 use crate::message::RoutedMessage;
 use crate::payload::ExportDocument;
 
-/// What one message asks a destination to do.
+/// The work one message requests of a destination.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryItem {
     /// A routed export with its parsed payload.
@@ -94,8 +94,8 @@ impl Delivery {
         }
     }
 
-    /// The routed message and its document, or a permanent error for an
-    /// operational alert sent to a destination that only books exports.
+    /// Returns the routed message and its document, or a permanent error for
+    /// an operational alert sent to a destination that only books exports.
     pub fn routed(&self) -> Result<(&RoutedMessage, &ExportDocument), DispatchError> {
         match &self.item {
             DeliveryItem::Routed { message, document } => Ok((message, document)),
@@ -106,7 +106,7 @@ impl Delivery {
         }
     }
 
-    /// Whether an earlier attempt already delivered `part` (for example one alert channel).
+    /// Returns whether an earlier attempt already delivered `part` (for example one alert channel).
     pub fn part_done(&self, part: &str) -> bool {
         self.parts_done
             .lock()
@@ -145,7 +145,7 @@ impl Delivery {
     }
 }
 
-/// What the destination did.
+/// The destination's result of a successful delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
     /// The destination's id of the object (Bill id, InvoiceID, HubSpot record id, WeCom/SES message).
@@ -157,10 +157,10 @@ pub struct Delivered {
 /// One destination system.
 #[async_trait]
 pub trait Destination: Send + Sync {
-    /// A short name for logs and budget keys: `quickbooks`, `xero`, `wecom`, …
+    /// Returns a short name for logs and budget keys: `quickbooks`, `xero`, `wecom`, …
     fn kind(&self) -> &'static str;
 
-    /// The rate budget of the account this destination writes to, if it has one.
+    /// Returns the rate budget of the account this destination writes to, if it has one.
     async fn budget(&self) -> Result<Option<BudgetScope>, DispatchError>;
 
     /// Delivers one message. Errors carry their class; see [`DispatchError`].

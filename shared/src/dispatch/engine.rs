@@ -12,7 +12,7 @@
 //!   `Retry-After`, else exponential backoff with jitter, and the record is
 //!   reported failed. SQS counts the receive, and its redrive policy moves
 //!   the message to the dead-letter queue after `maxReceiveCount` receives.
-//! - throttled (rate budget empty, or the destination answered 429): not a
+//! - throttled (rate budget empty, or the destination returned 429): not a
 //!   failed attempt. A wait of up to 15 minutes sends a delayed copy of the
 //!   message to the source queue and acknowledges the original, so the
 //!   receive count does not grow; a longer wait (a daily limit) parks the
@@ -76,7 +76,7 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// First retry delay; doubled per failed attempt.
     pub retry_base: Duration,
-    /// Longest retry delay.
+    /// Maximum retry delay.
     pub retry_cap: Duration,
     /// Failed attempts after which the engine dead-letters a message itself.
     pub max_attempts: u32,
@@ -106,7 +106,7 @@ impl EngineConfig {
     }
 }
 
-/// What happened to one record.
+/// The engine's decision for one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     /// Delivered now.
@@ -165,7 +165,7 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
-    /// The response for Lambda: only the records to leave on the queue.
+    /// Builds the response for Lambda, which lists only the records to leave on the queue.
     pub fn response(&self) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         response.set_failures(self.failed_ids());
@@ -230,7 +230,7 @@ impl<'a> Received<'a> {
         }
     }
 
-    /// The original attributes without the ones this engine sets, plus `extra`.
+    /// Returns the original attributes without the ones this engine sets, plus `extra`.
     fn attributes_with(&self, extra: &[(&'static str, String)]) -> Vec<(String, String)> {
         let mut attributes: Vec<(String, String)> = self
             .attributes

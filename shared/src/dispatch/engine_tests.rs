@@ -24,7 +24,7 @@ use crate::rules::{Approval, Decision};
 
 const DOCUMENTED: &str = include_str!("../../../tests/fixtures/recordengine/document-exported.json");
 
-/// A destination that answers from a script and counts what it received.
+/// A destination that returns scripted results and counts what it received.
 #[derive(Default)]
 struct Scripted {
     results: Mutex<VecDeque<Result<(), DispatchError>>>,

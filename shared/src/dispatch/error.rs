@@ -1,4 +1,4 @@
-//! How a delivery failed, and what the engine does about it.
+//! Failure classes of a delivery, and the engine's action for each.
 
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ impl DispatchError {
         DispatchError::Permanent { reason: reason.into() }
     }
 
-    /// The error class stored in dispatch and failure records (see [`error_class`]).
+    /// Returns the error class stored in dispatch and failure records (see [`error_class`]).
     pub fn class(&self) -> &'static str {
         match self {
             DispatchError::Retryable { .. } => error_class::RETRYABLE,
@@ -100,7 +100,7 @@ impl DispatchError {
 }
 
 impl From<InfraError> for DispatchError {
-    /// An AWS call of the bundle itself failed; SQS retries the message later.
+    /// Converts a failed AWS call of the bundle itself, which SQS retries later.
     fn from(error: InfraError) -> Self {
         DispatchError::retryable(error.to_string())
     }

@@ -69,7 +69,7 @@ pub struct FakeDispatchQueue {
 }
 
 impl FakeDispatchQueue {
-    /// The visibility timeout last set for a receipt handle.
+    /// Returns the visibility timeout last set for a receipt handle.
     pub fn visibility_of(&self, receipt_handle: &str) -> Option<Duration> {
         self.visibility
             .lock()

@@ -33,7 +33,7 @@ pub struct GenericSettings {
     /// Extra request headers; `{secret}` in a value is replaced by the credential.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// The member of the response body that holds the created object's id.
+    /// The member of the response body that contains the created object's id.
     #[serde(default = "default_id_field")]
     pub id_field: String,
     /// An optional shared budget for the endpoint.

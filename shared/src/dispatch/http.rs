@@ -23,7 +23,7 @@ impl HttpReply {
         (200..300).contains(&self.status)
     }
 
-    /// The `Retry-After` header as a duration.
+    /// Returns the `Retry-After` header as a duration.
     pub fn retry_after(&self) -> Option<Duration> {
         let value = self.headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
         parse_retry_after(value, SystemTime::now())
@@ -33,12 +33,12 @@ impl HttpReply {
         self.headers.get(name)?.to_str().ok()
     }
 
-    /// The body parsed as JSON, or `None` when it is not JSON.
+    /// Parses the body as JSON; `None` when it is not JSON.
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(&self.body).ok()
     }
 
-    /// The first 300 characters of the body, for error messages.
+    /// Returns the first 300 characters of the body, for error messages.
     pub fn excerpt(&self) -> String {
         let text = self.body.trim();
         let cut: String = text.chars().take(300).collect();
@@ -108,7 +108,7 @@ impl HttpClient {
         let headers = response.headers().clone();
         let body = response.text().await.map_err(|error| {
             DispatchError::ambiguous(format!(
-                "{display} answered HTTP {status} but the body could not be read: {}",
+                "{display} returned HTTP {status} but the body could not be read: {}",
                 error.without_url()
             ))
         })?;
@@ -119,7 +119,7 @@ impl HttpClient {
 /// Classifies a non-success reply by status alone: 408, 429 and 5xx are
 /// retryable (429 as throttled), any other 4xx is permanent.
 pub fn classify_status(reply: &HttpReply, display: &str) -> DispatchError {
-    let reason = format!("{display} answered HTTP {}: {}", reply.status, reply.excerpt());
+    let reason = format!("{display} returned HTTP {}: {}", reply.status, reply.excerpt());
     match reply.status {
         429 => DispatchError::throttled(reason, reply.retry_after().unwrap_or(Duration::from_secs(60))),
         408 | 500..=599 => DispatchError::Retryable {

@@ -198,7 +198,7 @@ fn classify(reply: &HttpReply) -> DispatchError {
         .json()
         .and_then(|body| body.get("message").and_then(|value| value.as_str()).map(str::to_owned))
         .unwrap_or_else(|| reply.excerpt());
-    let reason = format!("HubSpot answered HTTP {}: {message}", reply.status);
+    let reason = format!("HubSpot returned HTTP {}: {message}", reply.status);
     match reply.status {
         429 => {
             let interval = reply

@@ -45,7 +45,7 @@ impl Inbound {
         Ok(inbound)
     }
 
-    /// The key the dispatch record and the destination's idempotency header use.
+    /// Returns the key of the dispatch record and the destination's idempotency header.
     pub fn idempotency_key(&self) -> String {
         match self {
             Inbound::Routed(message) => message.idempotency_key.clone(),
@@ -60,7 +60,7 @@ impl Inbound {
         }
     }
 
-    /// The destination the message was sent to; operational alerts always go to `alerts`.
+    /// Returns the destination the message was sent to. Operational alerts always go to `alerts`.
     pub fn destination(&self) -> &str {
         match self {
             Inbound::Routed(message) => &message.destination,
@@ -69,7 +69,7 @@ impl Inbound {
     }
 }
 
-/// The idempotency key of an operational alert: alerts with the same dedupe key are sent once.
+/// Derives the idempotency key of an operational alert, so alerts with the same dedupe key are sent once.
 pub fn alert_idempotency_key(dedupe_key: &str) -> String {
     let mut key = hex::encode(Sha256::digest(format!("recordengine-bridge/alert/v1|{dedupe_key}")));
     key.truncate(IDEMPOTENCY_KEY_LEN);

@@ -32,7 +32,7 @@ pub fn lock_pk(name: &str) -> String {
     format!("lock#{name}")
 }
 
-/// Takes the lock for `lease` unless another owner holds it. Returns whether this owner holds it now.
+/// Takes the lock for `lease` unless another owner has it. Returns whether `owner` has the lock now.
 pub async fn try_lock(
     store: &dyn VersionedStore,
     name: &str,

@@ -1,10 +1,10 @@
 //! Delivery of routed messages to their destinations.
 //!
-//! [`engine::Engine`] consumes one destination queue: it claims each message's
-//! idempotency key in a dispatch record ([`record`]), waits for the
-//! account's shared rate budget ([`budget`]), calls the destination adapter
-//! and turns the outcome into an SQS action (see the engine's documentation
-//! for the failure classes).
+//! [`engine::Engine`] consumes one destination queue. It claims each
+//! message's idempotency key in a dispatch record ([`record`]) and waits for
+//! the account's shared rate budget ([`budget`]). Then it calls the
+//! destination adapter and turns the outcome into an SQS action; the engine's
+//! documentation describes the failure classes.
 
 pub mod backoff;
 pub mod budget;

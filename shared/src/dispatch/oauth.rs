@@ -56,7 +56,7 @@ impl std::fmt::Debug for OAuthCredentials {
 }
 
 impl OAuthCredentials {
-    /// A string member such as `realm_id`.
+    /// Returns a string member such as `realm_id`.
     pub fn field(&self, name: &str) -> Option<String> {
         match self.extra.get(name)? {
             serde_json::Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_owned()),
@@ -142,7 +142,7 @@ impl OAuthClient {
         self.refreshes.load(Ordering::SeqCst)
     }
 
-    /// The stored credentials (cached after the first read), for account ids.
+    /// Returns the stored credentials (cached after the first read), for account ids.
     pub async fn credentials(&self) -> Result<OAuthCredentials, DispatchError> {
         let mut cache = self.cache.lock().await;
         if let Some(credentials) = cache.as_ref() {
@@ -153,12 +153,12 @@ impl OAuthClient {
         Ok(credentials)
     }
 
-    /// An access token valid for at least the refresh margin.
+    /// Returns an access token valid for at least the refresh margin.
     pub async fn access_token(&self) -> Result<String, DispatchError> {
         self.fresh_token(None).await
     }
 
-    /// A token other than `rejected`, after the destination answered 401 to it.
+    /// Returns a token other than `rejected`, after the destination returned 401 for it.
     pub async fn token_after_rejection(&self, rejected: &str) -> Result<String, DispatchError> {
         self.fresh_token(Some(rejected)).await
     }
@@ -231,9 +231,9 @@ impl OAuthClient {
                 Err(error) => last_error = Some(error),
             }
         }
-        // NOTE: the old refresh token may already be invalid, so other
-        // invocations will fail with invalid_grant until this one succeeds in
-        // storing a later refresh; this environment keeps working from its cache.
+        // NOTE: the stored refresh token may already be invalid, so other
+        // invocations fail with invalid_grant until a later refresh is stored.
+        // This execution environment keeps working from its cache meanwhile.
         tracing::error!(
             provider = self.config.provider,
             secret = %self.config.secret_id,
@@ -259,8 +259,8 @@ impl OAuthClient {
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form);
 
-        // A refresh whose answer was lost may have rotated the refresh token;
-        // the next attempt then gets invalid_grant and reports it.
+        // A refresh whose response was lost may have rotated the refresh token.
+        // The next attempt then gets invalid_grant and reports it.
         let reply = self.http.send(request, &display).await.map_err(|error| match error {
             DispatchError::Ambiguous { reason } => DispatchError::retryable(reason),
             other => other,
@@ -271,7 +271,7 @@ impl OAuthClient {
                 .json()
                 .and_then(|body| body.get("error").and_then(|code| code.as_str()).map(str::to_owned))
                 .unwrap_or_default();
-            let reason = format!("{display} answered HTTP {} {code}", reply.status);
+            let reason = format!("{display} returned HTTP {} {code}", reply.status);
             return Err(match (reply.status, code.as_str()) {
                 (_, "invalid_grant") => DispatchError::permanent(format!(
                     "{reason}: the refresh token was rejected; authorise the app again and store the new \

@@ -127,7 +127,7 @@ impl QuickBooks {
             }
             let reply = self.http.send(request, display).await?;
             if reply.status == 401 && round == 0 {
-                tracing::info!("QuickBooks answered 401; refreshing the access token once");
+                tracing::info!("QuickBooks returned 401; refreshing the access token once");
                 token = self.oauth.token_after_rejection(&token).await?;
                 continue;
             }
@@ -273,7 +273,7 @@ fn expense_line(description: &str, amount: rust_decimal::Decimal, account_id: &s
     ])
 }
 
-/// The Bill's memo: where it came from, whether it awaits approval, and review notes.
+/// Writes the Bill's memo: its origin, whether it awaits approval, and review notes.
 fn private_note(bill: &Bill, approval: Approval, key: &str) -> String {
     let mut note = bill.summary();
     if approval == Approval::Required {
@@ -316,9 +316,9 @@ fn classify(reply: &HttpReply) -> DispatchError {
         })
         .collect();
     let reason = if described.is_empty() {
-        format!("QuickBooks answered HTTP {}: {}", reply.status, reply.excerpt())
+        format!("QuickBooks returned HTTP {}: {}", reply.status, reply.excerpt())
     } else {
-        format!("QuickBooks answered HTTP {}: {}", reply.status, described.join("; "))
+        format!("QuickBooks returned HTTP {}: {}", reply.status, described.join("; "))
     };
     let codes: Vec<&str> = errors.iter().map(|error| error.code.trim_start_matches('0')).collect();
 
@@ -400,7 +400,7 @@ impl Destination for QuickBooks {
                 .and_then(|id| id.as_str().map(str::to_owned))
                 .ok_or_else(|| {
                     DispatchError::ambiguous(format!(
-                        "QuickBooks answered HTTP {} without a Bill id: {}",
+                        "QuickBooks returned HTTP {} without a Bill id: {}",
                         reply.status,
                         reply.excerpt()
                     ))
@@ -469,7 +469,7 @@ mod tests {
     fn fault_reason_names_code_and_detail() {
         let error = classify(&reply(400, &fault("2500")));
 
-        assert_eq!(error.reason(), "QuickBooks answered HTTP 400: 2500 m (d)");
+        assert_eq!(error.reason(), "QuickBooks returned HTTP 400: 2500 m (d)");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// Sort key of every dispatch record.
 pub const DISPATCH_SK: &str = "dispatch";
 
-/// The partition key of the dispatch record for an idempotency key.
+/// Returns the partition key of the dispatch record for an idempotency key.
 pub fn dispatch_pk(idempotency_key: &str) -> String {
     format!("dispatch#{idempotency_key}")
 }
@@ -55,7 +55,7 @@ pub struct DispatchRecord {
     /// The destination's id of the created or updated object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_id: Option<String>,
-    /// What the destination returned, in words (for example `Bill 146 created`).
+    /// The destination's result, in words (for example `Bill 146 created`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_detail: Option<String>,
     /// The latest failure, in words; never a secret.
@@ -85,7 +85,7 @@ pub struct DispatchRecord {
 }
 
 impl DispatchRecord {
-    /// A record for a key seen for the first time.
+    /// Creates the record of a key seen for the first time.
     pub fn new(idempotency_key: &str, destination: &str, document_id: Option<i64>, now: &str) -> Self {
         DispatchRecord {
             pk: dispatch_pk(idempotency_key),
@@ -123,8 +123,8 @@ pub enum DispatchClaim {
     Busy(DispatchRecord),
 }
 
-/// What a claim should do given the current record: the pure rule shared by
-/// the DynamoDB store and the in-memory fake.
+/// Decides a claim from the current record. This pure rule is shared by the
+/// DynamoDB store and the in-memory fake.
 ///
 /// A key is claimable when it is new, when its last attempt failed (`retry`,
 /// or `failed` after a redrive), or when an `in_progress` lease ran out

@@ -77,7 +77,7 @@ impl DestinationsFile {
         Ok(file)
     }
 
-    /// The settings of one destination with the overrides applied.
+    /// Returns the settings of one destination with the overrides applied.
     pub fn settings_for(&self, destination: &str, overrides: &Overrides) -> Result<DestinationSettings, String> {
         let mut settings = self.destinations.get(destination).cloned().ok_or_else(|| {
             format!(
@@ -109,7 +109,7 @@ fn override_with(target: &mut String, value: &Option<String>) {
     }
 }
 
-/// What building an adapter needs besides its settings.
+/// The dependencies of an adapter besides its settings.
 pub struct Dependencies {
     pub http: HttpClient,
     pub secrets: Arc<dyn SecretStore>,

@@ -83,7 +83,7 @@ impl WeComRobot {
         Ok(key.clone())
     }
 
-    /// The robot's rate budget, keyed by a hash of its key.
+    /// Returns the robot's rate budget, keyed by a hash of its key.
     pub async fn budget_scope(&self) -> Result<BudgetScope, DispatchError> {
         let key = self.key().await?;
         let account = hex::encode(&sha2::Sha256::digest(key.as_bytes())[..8]);
@@ -125,7 +125,7 @@ impl WeComRobot {
         }
         let answer: RobotReply = serde_json::from_str(&reply.body).map_err(|_| {
             DispatchError::ambiguous(format!(
-                "{display} answered HTTP {} without an errcode: {}",
+                "{display} returned HTTP {} without an errcode: {}",
                 reply.status,
                 reply.excerpt()
             ))

@@ -2,8 +2,8 @@
 //!
 //! `PUT {base}/api.xro/2.0/Invoices?summarizeErrors=false` with the
 //! `xero-tenant-id` header and the message's idempotency key as
-//! `Idempotency-Key`, so Xero answers a repeated request with the first
-//! response. The status is AUTHORISED when the routing skipped approval and
+//! `Idempotency-Key`, so Xero returns the first response to a repeated
+//! request. The status is AUTHORISED when the routing skipped approval and
 //! DRAFT otherwise. AUTHORISED needs a due date, so a bill without one, or
 //! one whose amounts need review, is created as DRAFT for a person to complete.
 //!
@@ -136,7 +136,7 @@ impl Xero {
             }
             let reply = self.http.send(request, display).await?;
             if reply.status == 401 && round == 0 {
-                tracing::info!("Xero answered 401; refreshing the access token once");
+                tracing::info!("Xero returned 401; refreshing the access token once");
                 token = self.oauth.token_after_rejection(&token).await?;
                 continue;
             }
@@ -285,7 +285,7 @@ fn classify(reply: &HttpReply) -> DispatchError {
     } else {
         messages.join("; ")
     };
-    let reason = format!("Xero answered HTTP {}: {detail}", reply.status);
+    let reason = format!("Xero returned HTTP {}: {detail}", reply.status);
 
     match reply.status {
         429 => {
@@ -358,12 +358,12 @@ impl Destination for Xero {
 
         let saved: SavedInvoices = serde_json::from_str(&reply.body).map_err(|error| {
             DispatchError::ambiguous(format!(
-                "Xero answered HTTP {} with an unreadable body: {error}",
+                "Xero returned HTTP {} with an unreadable body: {error}",
                 reply.status
             ))
         })?;
         let Some(invoice) = saved.invoices.into_iter().next() else {
-            return Err(DispatchError::ambiguous("Xero answered without an invoice element"));
+            return Err(DispatchError::ambiguous("Xero returned no invoice element"));
         };
         if invoice.has_errors {
             let messages: Vec<String> = invoice
@@ -386,7 +386,7 @@ impl Destination for Xero {
                 remote_id: id,
             }),
             other => Err(DispatchError::permanent(format!(
-                "Xero answered HTTP {} without a usable InvoiceID ({other:?}); nothing is stored",
+                "Xero returned HTTP {} without a usable InvoiceID ({other:?}); nothing is stored",
                 reply.status
             ))),
         }
