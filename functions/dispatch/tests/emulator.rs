@@ -1099,3 +1099,74 @@ async fn alert_email_goes_through_ses() {
     assert!(text.contains("RecordEngine rejected the API token"), "{text}");
     assert!(text.contains("ops@bridge.test"), "{text}");
 }
+
+#[tokio::test]
+async fn quickbooks_timeout_is_looked_up_before_create() {
+    let stack = Stack::create().await;
+    let sink = start_quickbooks(QuickBooksConfig::default()).await.unwrap();
+    let secret = stack.secret(&quickbooks_secret()).await;
+    let mut config = stack.config("accounting", sink.base_url(), None, Some(&secret));
+    config.http_timeout = Duration::from_millis(500);
+    let engine = stack.engine(&config, &quickbooks_settings());
+    // The sink creates the bill but responds after the client gave up.
+    inject(&sink, json!({"status": 0, "delay_ms": 1500, "times": 1})).await;
+    stack
+        .send(&body(&routed("accounting", 210, Approval::Required, |_| {})))
+        .await;
+    let event = stack.receive().await;
+
+    let first = engine.handle(&event, Instant::now() + Duration::from_secs(60)).await;
+    let second = engine.handle(&event, Instant::now() + Duration::from_secs(60)).await;
+
+    let Disposition::Retry { class, .. } = &first.outcomes[0].disposition else {
+        panic!("a timeout after sending is retried: {first:?}");
+    };
+    assert_eq!(*class, error_class::AMBIGUOUS);
+    assert!(
+        matches!(second.outcomes[0].disposition, Disposition::Delivered { .. }),
+        "{second:?}"
+    );
+    assert_eq!(quickbooks_bills(&sink).await.len(), 1);
+    let queries = requests(&sink, "GET", &format!("/v3/company/{REALM}/query")).await;
+    assert!(
+        queries[0]["query"]["query"]
+            .as_str()
+            .unwrap()
+            .contains("DocNumber = 'INV-2025-1147'"),
+        "{queries:?}"
+    );
+    assert_eq!(
+        requests(&sink, "POST", &format!("/v3/company/{REALM}/bill"))
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn xero_timeout_is_looked_up_before_create() {
+    let (stack, sink, secret) = xero_stack(3600).await;
+    let mut config = stack.config("accounting", sink.base_url(), None, Some(&secret));
+    config.http_timeout = Duration::from_millis(500);
+    let engine = stack.engine(&config, &xero_settings());
+    inject(&sink, json!({"status": 0, "delay_ms": 1500, "times": 1})).await;
+    stack
+        .send(&body(&routed("accounting", 306, Approval::Required, |_| {})))
+        .await;
+    let event = stack.receive().await;
+
+    let first = engine.handle(&event, Instant::now() + Duration::from_secs(60)).await;
+    let second = engine.handle(&event, Instant::now() + Duration::from_secs(60)).await;
+
+    assert!(
+        matches!(first.outcomes[0].disposition, Disposition::Retry { .. }),
+        "{first:?}"
+    );
+    let Disposition::Delivered { remote_id } = &second.outcomes[0].disposition else {
+        panic!("{second:?}");
+    };
+    let invoices = xero_invoices(&sink, "test-reader").await;
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0]["InvoiceID"], remote_id.as_str());
+    assert_eq!(requests(&sink, "PUT", "/api.xro/2.0/Invoices").await.len(), 1);
+}

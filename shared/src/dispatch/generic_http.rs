@@ -6,6 +6,9 @@
 //! `Authorization: Bearer {secret}`). Every request carries the message's
 //! idempotency key as `Idempotency-Key`. 2xx is success; 408, 429, 5xx and
 //! network errors are retryable (honouring `Retry-After`); other 4xx are permanent.
+//!
+//! NOTE: a generic endpoint has no lookup this adapter knows of, so a retry
+//! after an unconfirmed attempt relies on the endpoint honouring `Idempotency-Key`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -79,6 +79,14 @@ struct SavedInvoice {
     kind: Option<String>,
     #[serde(rename = "Status", default)]
     status: Option<String>,
+    #[serde(rename = "Contact", default)]
+    contact: Option<ContactName>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ContactName {
+    #[serde(rename = "Name", default)]
+    name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,12 +153,13 @@ impl Xero {
         unreachable!("the loop returns in its second round")
     }
 
-    /// Looks a bill up by invoice number; returns its `InvoiceID`.
+    /// Looks a bill up by invoice number and supplier; returns its `InvoiceID`.
     async fn find_bill(
         &self,
         delivery: &Delivery,
         tenant_id: &str,
         invoice_number: &str,
+        vendor: Option<&str>,
     ) -> Result<Option<String>, DispatchError> {
         let url = with_query(&self.invoices_url(), &[("InvoiceNumbers", invoice_number)]);
         let reply = self
@@ -166,6 +175,14 @@ impl Xero {
             .filter(|invoice| invoice.kind.as_deref() == Some("ACCPAY"))
             .filter(|invoice| {
                 invoice.status.as_deref() != Some("DELETED") && invoice.status.as_deref() != Some("VOIDED")
+            })
+            .filter(|invoice| {
+                // Another supplier's bill may carry the same number.
+                let name = invoice.contact.as_ref().and_then(|contact| contact.name.as_deref());
+                match (vendor, name) {
+                    (Some(vendor), Some(name)) => vendor.eq_ignore_ascii_case(name),
+                    _ => true,
+                }
             })
             .filter_map(|invoice| invoice.invoice_id)
             .find(|id| id != EMPTY_INVOICE_ID))
@@ -331,7 +348,9 @@ impl Destination for Xero {
 
         if delivery.previous_ambiguous
             && let Some(number) = bill.invoice_number.as_deref()
-            && let Some(id) = self.find_bill(delivery, &tenant_id, number).await?
+            && let Some(id) = self
+                .find_bill(delivery, &tenant_id, number, bill.vendor.as_deref())
+                .await?
         {
             return Ok(Delivered {
                 detail: format!("found bill {id} by InvoiceNumber {number} after an unconfirmed attempt"),
