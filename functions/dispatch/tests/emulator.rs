@@ -190,7 +190,7 @@ async fn receive_event(emulator: &Emulator, queue_url: &str) -> SqsEvent {
     event
 }
 
-/// A routed message for the documented export with edits applied.
+/// Builds a routed message for the documented export with edits applied.
 fn routed(destination: &str, document_id: i64, approval: Approval, edit: impl FnOnce(&mut Value)) -> RoutedMessage {
     let mut payload: Value = serde_json::from_str(DOCUMENTED).unwrap();
     payload["id"] = json!(document_id);
