@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use bridge_shared::auth::AuthMode;
 use bridge_shared::config::{ConfigError, optional, parse_pairs, parsed_or, required};
+use bridge_shared::recordengine::RecordEngineSettings;
 
 /// Environment of the webhook function; `template.yaml` sets every variable.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct Config {
     pub rules_source: Option<String>,
     /// `MAX_BODY_BYTES`: larger bodies are archived and answered 413 (default 1 MiB).
     pub max_body_bytes: usize,
+    /// `RECORDENGINE_BASE_URL`, `RECORDENGINE_TOKEN_SECRET_ARN` and the other
+    /// `RECORDENGINE_*` variables, for `GET /documents/{id}?refresh=true`; `None` when the URL is unset.
+    pub recordengine: Option<RecordEngineSettings>,
 }
 
 impl Config {
@@ -35,6 +39,7 @@ impl Config {
             auth_mode: parsed_or("WEBHOOK_AUTH_MODE", AuthMode::Bearer)?,
             rules_source: optional("ROUTING_RULES_SOURCE"),
             max_body_bytes: parsed_or("MAX_BODY_BYTES", 1024 * 1024)?,
+            recordengine: RecordEngineSettings::from_env()?,
         })
     }
 }

@@ -4,9 +4,14 @@
 //! Lambda function URL events; `lambda_http` decodes base64 bodies. Paths are
 //! matched by their ending, so a stage name in front (`/prod/webhooks/…`) is fine.
 
+use std::sync::Arc;
+
 use bridge_shared::auth::{AuthMode, TokenVerifier, bearer_token};
 use bridge_shared::intake::{Intake, Outcome};
+use bridge_shared::json::Node;
 use bridge_shared::ports::{DocumentStore, InfraError, MessageQueue, RawArchive, SecretSource};
+use bridge_shared::recordengine::DocumentApi;
+use bridge_shared::records::{DocumentRecord, ExportRecord, TimelineEntry};
 use bridge_shared::telemetry::{Metric, emit_metrics};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -43,6 +48,8 @@ pub struct App<A, S, Q, T> {
     intake: Intake<A, S, Q>,
     verifier: TokenVerifier<T>,
     auth_mode: AuthMode,
+    /// RecordEngine's status endpoint for `GET /documents/{id}?refresh=true`; `None` turns refreshes off.
+    recordengine: Option<Arc<dyn DocumentApi>>,
 }
 
 impl<A, S, Q, T> App<A, S, Q, T>
@@ -57,7 +64,14 @@ where
             intake,
             verifier,
             auth_mode,
+            recordengine: None,
         }
+    }
+
+    /// Lets `GET /documents/{id}?refresh=true` ask RecordEngine for the document's status.
+    pub fn with_recordengine(mut self, recordengine: Arc<dyn DocumentApi>) -> Self {
+        self.recordengine = Some(recordengine);
+        self
     }
 
     /// Handles one request. Every failure becomes a status code with a JSON
@@ -158,20 +172,51 @@ where
             );
         }
 
-        let _refresh = request
+        let refresh = request
             .query_string_parameters_ref()
             .and_then(|query| query.first("refresh").map(|value| value == "true"))
             .unwrap_or(false);
+        let (recordengine, recordengine_error) = if refresh {
+            self.recordengine_status(document_id).await
+        } else {
+            (None, None)
+        };
 
-        reply(
-            StatusCode::OK,
-            json!({
-                "document_id": document_id,
-                "document": view.document,
-                "exports": view.exports,
-                "timeline": view.timeline,
-            }),
-        )
+        // Written with to_string rather than through serde_json::Value, so
+        // that numbers in RecordEngine's answer keep their exact text.
+        let answer = DocumentAnswer {
+            document_id,
+            document: &view.document,
+            exports: &view.exports,
+            timeline: &view.timeline,
+            recordengine: recordengine.as_ref(),
+            recordengine_error,
+        };
+        match serde_json::to_string(&answer) {
+            Ok(text) => reply_text(StatusCode::OK, text),
+            Err(error) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"status": "error", "error": format!("could not serialise the document: {error}")}),
+            ),
+        }
+    }
+
+    /// RecordEngine's view of a document, or why it could not be read. A
+    /// failure never fails the request: the stored record is still returned.
+    async fn recordengine_status(&self, document_id: i64) -> (Option<Node>, Option<String>) {
+        let Some(recordengine) = &self.recordengine else {
+            return (
+                None,
+                Some("refresh is unavailable: RECORDENGINE_BASE_URL is not set on the webhook function".into()),
+            );
+        };
+        match recordengine.document_status(document_id).await {
+            Ok(status) => (Some(status), None),
+            Err(error) => {
+                tracing::warn!(document_id, error = %error, "RecordEngine status refresh failed");
+                (None, Some(error.to_string()))
+            }
+        }
     }
 
     async fn authenticate(&self, presented: Option<&str>) -> Result<bool, InfraError> {
@@ -261,6 +306,29 @@ fn record_request(status: &str, started: std::time::Instant) {
             },
         ],
     );
+}
+
+/// The answer to `GET /documents/{id}`.
+#[derive(serde::Serialize)]
+struct DocumentAnswer<'a> {
+    document_id: i64,
+    document: &'a Option<DocumentRecord>,
+    exports: &'a [ExportRecord],
+    timeline: &'a [TimelineEntry],
+    /// RecordEngine's answer to the status request, with `refresh=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recordengine: Option<&'a Node>,
+    /// Why the status request failed, with `refresh=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recordengine_error: Option<String>,
+}
+
+fn reply_text(status: StatusCode, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
 }
 
 fn reply(status: StatusCode, body: serde_json::Value) -> Response<Body> {

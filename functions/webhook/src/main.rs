@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bridge_shared::auth::TokenVerifier;
 use bridge_shared::aws::{self, Clients, DynamoDocumentStore, S3Archive, SecretsManagerSource, SqsQueues};
 use bridge_shared::intake::{Intake, IntakeConfig};
+use bridge_shared::recordengine::RecordEngineClient;
 use bridge_shared::telemetry;
 use lambda_http::{Error, Request, service_fn};
 use webhook::config::Config;
@@ -38,7 +39,13 @@ async fn main() -> Result<(), Error> {
         Arc::new(SecretsManagerSource::new(clients.secrets.clone())),
         &config.token_secret_arn,
     );
-    let app = Arc::new(App::new(intake, verifier, config.auth_mode));
+    let mut app = App::new(intake, verifier, config.auth_mode);
+    if let Some(settings) = config.recordengine.clone() {
+        let secrets = Arc::new(SecretsManagerSource::new(clients.secrets.clone()));
+        let client_config = settings.load(secrets.as_ref()).await?;
+        app = app.with_recordengine(Arc::new(RecordEngineClient::new(client_config, secrets)?));
+    }
+    let app = Arc::new(app);
 
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
