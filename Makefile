@@ -43,6 +43,19 @@ lint: venv cfn-lint
 	$(CARGO) fmt --all --check
 	$(MAKE) clippy
 
+# Benchmarks; docs/benchmarks.md describes each figure. Builds the function
+# binaries as `sam build` does (cargo lambda build --release), then runs
+# bridge-bench, which writes target/bench/report.json and prints a table.
+# The burst step builds bridgectl and starts its own stack with `bridgectl dev up`.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS=--skip-burst or --runs 50.
+LAMBDA_BINARIES := bridge-webhook bridge-dispatch bridge-s3-upload bridge-scheduled-upload bridge-dlq-alert bridge-sweep
+BENCH_ARGS ?=
+
+bench: $(VENV)/ministack/.installed $(VENV)/sam/.installed
+	PATH="$(CURDIR)/$(VENV)/sam/bin:$$PATH" $(CARGO) lambda build --release $(addprefix --bin ,$(LAMBDA_BINARIES))
+	$(CARGO) build -p bridge-bench
+	target/debug/bridge-bench all $(BENCH_ARGS)
+
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .aws-sam
