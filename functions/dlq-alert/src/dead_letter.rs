@@ -113,9 +113,16 @@ pub fn read_content(body: Option<&str>) -> Content {
 /// else its own SQS message id. A redelivery of the same dead letter gets the same id; a
 /// message that fails again after a redrive is a new SQS message and gets a new one.
 pub fn failure_id(message: &SqsMessage) -> String {
-    let origin = string_attribute(message, attribute::SOURCE_MESSAGE_ID)
-        .or(message.message_id.as_deref())
-        .unwrap_or_default();
+    failure_id_for(
+        message.message_id.as_deref().unwrap_or_default(),
+        string_attribute(message, attribute::SOURCE_MESSAGE_ID),
+    )
+}
+
+/// Derives the failure id from a message id and the `source_message_id`
+/// attribute, for callers that read the queue with the SQS API.
+pub fn failure_id_for(message_id: &str, source_message_id: Option<&str>) -> String {
+    let origin = source_message_id.filter(|id| !id.is_empty()).unwrap_or(message_id);
     let digest = Sha256::digest(format!("recordengine-bridge/dead-letter/v1|{origin}"));
     format!("dlq-{}", &hex::encode(digest)[..24])
 }
