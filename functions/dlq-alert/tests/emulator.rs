@@ -463,6 +463,7 @@ async fn exhausted_dispatch_becomes_one_record_and_one_alert() {
     assert_eq!(failures[0].alert_state.as_deref(), Some(alert_state::SENT));
 
     let messages = stack.robot_messages().await;
+    eprintln!("WeCom messages:\n{}", messages.join("\n---\n"));
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert!(messages[0].contains("Delivery to accounting failed"), "{}", messages[0]);
     assert!(messages[0].contains("#4101"), "{}", messages[0]);
@@ -521,6 +522,7 @@ async fn storm_of_fifty_sends_at_most_three_alerts() {
     assert!(again.alerts_sent.is_empty(), "nothing is left to send");
 
     let messages = stack.robot_messages().await;
+    eprintln!("WeCom messages:\n{}", messages.join("\n---\n"));
     assert!(messages.len() <= 3, "{} messages: {messages:?}", messages.len());
     let named: u64 = messages.iter().map(|content| failures_named(content)).sum();
     assert_eq!(named, 50, "every failure is named once: {messages:?}");
