@@ -1,0 +1,442 @@
+//! The `bridgectl dev` subcommands: argument definitions and what each one does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::down::{find_run_files, stop_run};
+use super::endpoints::{Endpoints, RunRecord};
+use super::local_stack::{DEFAULT_STACK_NAME, LocalStack, StackOptions, StateLayout};
+use super::process::is_running;
+use super::schedule::{StackSchedule, invoke, stack_schedules};
+use super::stack::{DeployedStack, LocalClients};
+use crate::output::{Format, print_json, table};
+use crate::progress::Progress;
+
+/// `bridgectl dev …`
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Builds the functions with `sam build`, deploys template.yaml with `sam deploy` to a local AWS
+    /// emulator (MiniStack) on 127.0.0.1, starts the RecordEngine simulator and the destination
+    /// sinks, writes target/devstack/endpoints.json and runs until Ctrl-C.
+    Up(UpArgs),
+    /// Stops a local stack whose `dev up` crashed or was killed, from its run record.
+    Down(DownArgs),
+    /// Invokes a function of the running local stack with the payload its schedule sends.
+    Fire(FireArgs),
+    /// Prints the endpoints of the running local stack.
+    Status(StateArgs),
+}
+
+/// Where the local stack keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Directory of the local stack's state, logs and endpoints.json [default: target/devstack in the repository].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Name of the CloudFormation stack to deploy to the emulator.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_STACK_NAME)]
+    pub stack_name: String,
+    /// Sets a template parameter, as NAME=VALUE; repeat for several. URLs must point at 127.0.0.1,
+    /// or nothing starts.
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = parse_parameter)]
+    pub parameters: Vec<(String, String)>,
+    /// TCP port of the emulator on 127.0.0.1 (0 picks a free port).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub port: u16,
+    /// SAM template to build and deploy [default: template.yaml in the repository].
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Leaves cron schedules with a time zone to the emulator, which fires them as if the zone
+    /// were UTC, instead of firing them from bridgectl at their local time.
+    #[arg(long)]
+    pub no_schedules: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// Also stops stacks recorded in directories below the state directory (those end-to-end tests start).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FireArgs {
+    /// The function: its logical id in the template (such as ScheduledUploadFunction) or its deployed name.
+    #[arg(value_name = "FUNCTION")]
+    pub function: String,
+    /// Logical id of the schedule to fire, when the function has several.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    pub schedule: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+fn parse_parameter(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+/// Runs one `dev` subcommand. Returns the process exit code.
+pub async fn run(command: DevCommand, format: Format) -> Result<i32> {
+    match command {
+        DevCommand::Up(args) => up(args, format).await,
+        DevCommand::Down(args) => down(args, format),
+        DevCommand::Fire(args) => fire(args, format).await,
+        DevCommand::Status(args) => status(args, format),
+    }
+}
+
+fn state_layout(state: &StateArgs, repo_root: &Path) -> StateLayout {
+    StateLayout::new(
+        state
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| repo_root.join("target").join("devstack")),
+    )
+}
+
+fn current_repo_root() -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    StackOptions::find_repo_root(&cwd)
+}
+
+async fn up(args: UpArgs, format: Format) -> Result<i32> {
+    let repo_root = current_repo_root()?;
+    let layout = state_layout(&args.state, &repo_root);
+    refuse_if_running(&layout)?;
+
+    let mut options = StackOptions::new(&repo_root);
+    options.state_dir = layout.dir.clone();
+    if let Some(template) = &args.template {
+        options.template =
+            std::path::absolute(template).with_context(|| format!("invalid template path {}", template.display()))?;
+    }
+    options.stack_name = args.stack_name.clone();
+    options.parameter_overrides = args.parameters.iter().cloned().collect::<BTreeMap<_, _>>();
+    options.emulator_port = args.port;
+    options.fire_schedules = !args.no_schedules;
+    options.progress = Progress::for_terminal();
+
+    // Signals are caught from the start, so that Ctrl-C during the build or
+    // the deploy also stops whatever has started by then.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+
+    let stack = tokio::select! {
+        started = LocalStack::start(options) => started?,
+        _ = interrupt.recv() => {
+            eprintln!("interrupted; stopped everything that had started");
+            return Ok(130);
+        }
+        _ = terminate.recv() => {
+            eprintln!("terminated; stopped everything that had started");
+            return Ok(143);
+        }
+    };
+
+    print_endpoints(stack.endpoints(), &layout, format);
+    for schedule in stack.schedules() {
+        tracing::info!(
+            schedule = %schedule.logical_id,
+            function = %schedule.function_name,
+            expression = %schedule.expression,
+            timezone = %schedule.timezone,
+            "schedule deployed"
+        );
+    }
+    if format == Format::Table {
+        eprintln!("The local stack is running. Press Ctrl-C to stop it.");
+    }
+
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("stopping the local stack…");
+    stack.stop().await?;
+    eprintln!("stopped; MiniStack's temporary files are deleted");
+    Ok(0)
+}
+
+/// Fails if the state directory's run record names a process that is still running.
+fn refuse_if_running(layout: &StateLayout) -> Result<()> {
+    let run_file = layout.run_file();
+    let Ok(record) = RunRecord::read(&run_file) else {
+        return Ok(());
+    };
+    if is_running(record.owner_pid) || is_running(record.emulator_pid) {
+        bail!(
+            "a local stack already uses {} (bridgectl process {}, emulator on port {}); stop it with \
+             Ctrl-C where it runs or with `bridgectl dev down`, or pass another --state-dir",
+            layout.dir.display(),
+            record.owner_pid,
+            record.emulator_port
+        );
+    }
+    Ok(())
+}
+
+fn print_endpoints(endpoints: &Endpoints, layout: &StateLayout, format: Format) {
+    match format {
+        Format::Json => print_json(endpoints),
+        Format::Table => {
+            let mut rows = vec![
+                vec!["stack".to_owned(), endpoints.stack_name.clone()],
+                vec!["AWS endpoint".to_owned(), endpoints.aws_endpoint_url.clone()],
+                vec!["webhook URL".to_owned(), endpoints.webhook_url.clone()],
+                vec!["webhook token".to_owned(), endpoints.webhook_token.clone()],
+                vec!["RecordEngine simulator".to_owned(), endpoints.recordengine_url.clone()],
+                vec![
+                    "RecordEngine API token".to_owned(),
+                    endpoints.recordengine_api_token.clone(),
+                ],
+            ];
+            for (name, url) in &endpoints.sinks {
+                rows.push(vec![format!("{name} sink"), url.clone()]);
+            }
+            rows.push(vec![
+                "endpoints file".to_owned(),
+                layout.endpoints_file().display().to_string(),
+            ]);
+            println!("{}", table(&["", "local stack"], rows));
+        }
+    }
+}
+
+fn status(args: StateArgs, format: Format) -> Result<i32> {
+    let repo_root = current_repo_root()?;
+    let layout = state_layout(&args, &repo_root);
+    let endpoints = Endpoints::read(&layout.endpoints_file())?;
+    let record = RunRecord::read(&layout.run_file())?;
+    if !is_running(record.emulator_pid) {
+        bail!(
+            "the local stack recorded in {} is not running (its emulator, process {}, has exited); \
+             clean up with `bridgectl dev down`",
+            layout.dir.display(),
+            record.emulator_pid
+        );
+    }
+    print_endpoints(&endpoints, &layout, format);
+    Ok(0)
+}
+
+fn down(args: DownArgs, format: Format) -> Result<i32> {
+    let repo_root = current_repo_root()?;
+    let layout = state_layout(&args.state, &repo_root);
+    let run_files = find_run_files(&layout.dir, args.all);
+    let mut outcomes = Vec::new();
+    for run_file in &run_files {
+        outcomes.push(stop_run(run_file)?);
+    }
+    match format {
+        Format::Json => print_json(&outcomes),
+        Format::Table if outcomes.is_empty() => {
+            println!("no local stack recorded under {}", layout.dir.display());
+        }
+        Format::Table => {
+            let rows = outcomes
+                .iter()
+                .map(|outcome| {
+                    vec![
+                        outcome.stack_name.clone(),
+                        outcome.emulator_port.to_string(),
+                        outcome.action.clone(),
+                        outcome.run_file.display().to_string(),
+                    ]
+                })
+                .collect();
+            println!("{}", table(&["stack", "emulator port", "action", "run record"], rows));
+        }
+    }
+    Ok(0)
+}
+
+async fn fire(args: FireArgs, format: Format) -> Result<i32> {
+    let repo_root = current_repo_root()?;
+    let layout = state_layout(&args.state, &repo_root);
+    let endpoints = Endpoints::read(&layout.endpoints_file())?;
+    let clients = LocalClients::new(&endpoints.aws_endpoint_url)?;
+    let stack = DeployedStack::read(&clients, &endpoints.stack_name)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read stack {}; is `bridgectl dev up` still running?",
+                endpoints.stack_name
+            )
+        })?;
+    let function = stack.find_function(&args.function)?;
+    let schedules = stack_schedules(&clients, &stack).await?;
+    let schedule = select_schedule(
+        &schedules,
+        &function.physical_id,
+        &function.logical_id,
+        args.schedule.as_deref(),
+    )?;
+
+    let payload = schedule.payload(chrono::Utc::now())?;
+    let invocation = invoke(&clients, &function.physical_id, &payload).await?;
+    match format {
+        Format::Json => print_json(&serde_json::json!({
+            "function": function.logical_id,
+            "schedule": schedule.logical_id,
+            "payload": payload,
+            "invocation": invocation,
+        })),
+        Format::Table => {
+            let mut rows = vec![
+                vec![
+                    "function".to_owned(),
+                    format!("{} ({})", function.logical_id, function.physical_id),
+                ],
+                vec![
+                    "schedule".to_owned(),
+                    format!(
+                        "{} ({}, {})",
+                        schedule.logical_id, schedule.expression, schedule.timezone
+                    ),
+                ],
+                vec!["payload".to_owned(), payload],
+                vec!["status".to_owned(), invocation.status_code.to_string()],
+                vec![
+                    "function error".to_owned(),
+                    invocation.function_error.clone().unwrap_or_else(|| "none".to_owned()),
+                ],
+                vec!["response".to_owned(), invocation.response.clone()],
+            ];
+            if let Some(log) = &invocation.log_tail {
+                rows.push(vec!["log tail".to_owned(), log.clone()]);
+            }
+            println!("{}", table(&["", "fired"], rows));
+        }
+    }
+    Ok(if invocation.function_error.is_some() { 1 } else { 0 })
+}
+
+/// Picks the schedule to fire for a function, or explains which ones exist.
+fn select_schedule<'a>(
+    schedules: &'a [StackSchedule],
+    function_name: &str,
+    function_logical_id: &str,
+    wanted: Option<&str>,
+) -> Result<&'a StackSchedule> {
+    let of_function: Vec<&StackSchedule> = schedules
+        .iter()
+        .filter(|schedule| schedule.function_name == function_name)
+        .collect();
+    if of_function.is_empty() {
+        let scheduled: Vec<String> = schedules
+            .iter()
+            .map(|schedule| format!("{} (schedule {})", schedule.function_name, schedule.logical_id))
+            .collect();
+        bail!(
+            "function {function_logical_id} has no schedule in the stack; scheduled functions: {}",
+            if scheduled.is_empty() {
+                "none".to_owned()
+            } else {
+                scheduled.join(", ")
+            }
+        );
+    }
+    match wanted {
+        Some(wanted) => of_function
+            .iter()
+            .find(|schedule| schedule.logical_id.eq_ignore_ascii_case(wanted))
+            .copied()
+            .with_context(|| {
+                format!(
+                    "function {function_logical_id} has no schedule {wanted:?}; its schedules: {}",
+                    names(&of_function)
+                )
+            }),
+        None if of_function.len() == 1 => Ok(of_function[0]),
+        None => bail!(
+            "function {function_logical_id} has several schedules ({}); choose one with --schedule",
+            names(&of_function)
+        ),
+    }
+}
+
+fn names(schedules: &[&StackSchedule]) -> String {
+    schedules
+        .iter()
+        .map(|schedule| schedule.logical_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::schedule::ScheduleService;
+
+    fn schedule(logical_id: &str, function_name: &str) -> StackSchedule {
+        StackSchedule {
+            logical_id: logical_id.to_owned(),
+            name: logical_id.to_owned(),
+            arn: String::new(),
+            service: ScheduleService::Scheduler,
+            expression: "rate(1 hour)".to_owned(),
+            timezone: "UTC".to_owned(),
+            enabled: true,
+            function_name: function_name.to_owned(),
+            input: None,
+            input_path: None,
+            uses_input_transformer: false,
+        }
+    }
+
+    #[test]
+    fn schedule_selection() {
+        let schedules = [
+            schedule("Nightly", "stack-Upload"),
+            schedule("Hourly", "stack-Upload"),
+            schedule("Sweep", "stack-Sweep"),
+        ];
+
+        assert_eq!(
+            select_schedule(&schedules, "stack-Sweep", "Sweep", None)
+                .unwrap()
+                .logical_id,
+            "Sweep"
+        );
+        assert_eq!(
+            select_schedule(&schedules, "stack-Upload", "Upload", Some("hourly"))
+                .unwrap()
+                .logical_id,
+            "Hourly"
+        );
+        let several = select_schedule(&schedules, "stack-Upload", "Upload", None).unwrap_err();
+        assert!(several.to_string().contains("Nightly, Hourly"), "{several}");
+        let none = select_schedule(&schedules, "stack-Webhook", "Webhook", None).unwrap_err();
+        assert!(none.to_string().contains("has no schedule"), "{none}");
+        assert!(none.to_string().contains("stack-Sweep (schedule Sweep)"), "{none}");
+    }
+
+    #[test]
+    fn parameter_syntax() {
+        assert_eq!(
+            parse_parameter("LogLevel=debug").unwrap(),
+            ("LogLevel".to_owned(), "debug".to_owned())
+        );
+        assert_eq!(
+            parse_parameter("Url=http://127.0.0.1:1/?a=b").unwrap().1,
+            "http://127.0.0.1:1/?a=b"
+        );
+        assert!(parse_parameter("LogLevel").is_err());
+        assert!(parse_parameter("=x").is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! bridgectl: argument definitions and dispatch. Each subcommand group lives
+//! in its own module of the library.
+
+use std::process::ExitCode;
+
+use bridgectl::dev::cli::DevCommand;
+use bridgectl::output::Format;
+use clap::{Parser, Subcommand};
+
+/// Operators' CLI for recordengine-bridge.
+#[derive(Debug, Parser)]
+#[command(name = "bridgectl", version, about)]
+struct Cli {
+    /// Prints results as JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the whole bundle locally on 127.0.0.1: an AWS emulator with the deployed template,
+    /// the RecordEngine simulator and the destination sinks.
+    #[command(subcommand)]
+    Dev(DevCommand),
+    /// Lists, shows and redrives failed messages (failure records of the dead-letter queues).
+    #[command(subcommand)]
+    Dlq(bridgectl::dlq::DlqCommand),
+    /// Shows a document's timeline from upload to each destination's result.
+    Doc(bridgectl::doc::DocArgs),
+    /// Checks which routing rules fire on a payload, offline.
+    #[command(subcommand)]
+    Rules(bridgectl::rules::RulesCommand),
+    /// Uploads local files to RecordEngine through the same path as S3 drops.
+    Upload(bridgectl::upload::UploadArgs),
+    /// Runs the reconciliation sweep and prints its report.
+    Sweep(bridgectl::sweep::SweepArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,bridgectl=info")),
+        )
+        .init();
+    let format = if cli.json { Format::Json } else { Format::Table };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(command) => bridgectl::dev::cli::run(command, format).await,
+            Command::Dlq(command) => bridgectl::dlq::run(command, format).await,
+            Command::Doc(args) => bridgectl::doc::run(args, format).await,
+            Command::Rules(command) => bridgectl::rules::run(command, format).await,
+            Command::Upload(args) => bridgectl::upload::run(args, format).await,
+            Command::Sweep(args) => bridgectl::sweep::run(args, format).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
