@@ -76,6 +76,8 @@ pub struct Resources {
     pub dead_letter_queues: BTreeMap<String, String>,
     /// Every output of the stack, when `--stack` was given.
     pub outputs: BTreeMap<String, String>,
+    /// Every parameter value of the stack, when `--stack` was given.
+    pub parameters: BTreeMap<String, String>,
     pub clients: Clients,
     pub sdk_config: SdkConfig,
 }
@@ -86,9 +88,9 @@ impl StackArgs {
     pub async fn resolve(&self) -> Result<Resources> {
         let sdk_config = self.aws.load().await?;
         let clients = Clients::new(&sdk_config);
-        let outputs = match &self.stack {
+        let (outputs, parameters) = match &self.stack {
             Some(stack) => stack_outputs(&sdk_config, stack).await?,
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), BTreeMap::new()),
         };
         let output = |name: &str| outputs.get(name).cloned().filter(|value| !value.is_empty());
 
@@ -113,6 +115,7 @@ impl StackArgs {
             queues,
             dead_letter_queues,
             outputs,
+            parameters,
             clients,
             sdk_config,
         })
@@ -175,8 +178,11 @@ impl Resources {
     }
 }
 
-/// Reads every output of a CloudFormation stack.
-pub async fn stack_outputs(sdk_config: &SdkConfig, stack: &str) -> Result<BTreeMap<String, String>> {
+/// Reads every output and parameter value of a CloudFormation stack.
+pub async fn stack_outputs(
+    sdk_config: &SdkConfig,
+    stack: &str,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
     let mut builder = aws_sdk_cloudformation::config::Builder::from(sdk_config);
     if loopback_only() {
         builder = builder.interceptor(LoopbackGuard);
@@ -194,11 +200,22 @@ pub async fn stack_outputs(sdk_config: &SdkConfig, stack: &str) -> Result<BTreeM
     let Some(found) = response.stacks().first() else {
         bail!("stack {stack} was not found; check --stack and --region");
     };
-    Ok(found
+    let outputs = found
         .outputs()
         .iter()
         .filter_map(|output| Some((output.output_key()?.to_owned(), output.output_value()?.to_owned())))
-        .collect())
+        .collect();
+    let parameters = found
+        .parameters()
+        .iter()
+        .filter_map(|parameter| {
+            Some((
+                parameter.parameter_key()?.to_owned(),
+                parameter.parameter_value()?.to_owned(),
+            ))
+        })
+        .collect();
+    Ok((outputs, parameters))
 }
 
 #[cfg(test)]

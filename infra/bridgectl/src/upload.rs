@@ -38,12 +38,12 @@ pub struct UploadArgs {
     /// RecordEngine extraction profile id [default: the folder's profile].
     #[arg(long = "profile-id", value_name = "ID")]
     pub profile_id: Option<i64>,
-    /// Base URL of the RecordEngine instance; overrides the stack's RecordEngineBaseUrl output
+    /// Base URL of the RecordEngine instance; overrides the stack's RecordEngineBaseUrl parameter
     /// [env: RECORDENGINE_BASE_URL].
     #[arg(long, value_name = "URL", env = "RECORDENGINE_BASE_URL")]
     pub recordengine_url: Option<String>,
     /// Secrets Manager secret (ARN or name) holding the RecordEngine API token; overrides the
-    /// stack's RecordEngineTokenSecretArn output [env: RECORDENGINE_TOKEN_SECRET_ARN].
+    /// stack's RecordEngineApiTokenSecretArn output [env: RECORDENGINE_TOKEN_SECRET_ARN].
     #[arg(long, value_name = "ARN", env = "RECORDENGINE_TOKEN_SECRET_ARN")]
     pub token_secret: Option<String>,
 }
@@ -123,14 +123,19 @@ pub async fn run(args: UploadArgs, format: Format) -> Result<i32> {
     let base_url = args
         .recordengine_url
         .clone()
-        .or_else(|| resources.outputs.get("RecordEngineBaseUrl").cloned())
-        .context("the RecordEngine URL is not known: pass --recordengine-url or set RECORDENGINE_BASE_URL")?;
+        .or_else(|| resources.parameters.get("RecordEngineBaseUrl").cloned())
+        .filter(|url| !url.trim().is_empty())
+        .context(
+            "the RecordEngine URL is not known: pass --recordengine-url, set RECORDENGINE_BASE_URL, \
+             or pass --stack NAME to read the stack's RecordEngineBaseUrl parameter",
+        )?;
     let token_secret = args
         .token_secret
         .clone()
-        .or_else(|| resources.outputs.get("RecordEngineTokenSecretArn").cloned())
+        .or_else(|| resources.outputs.get("RecordEngineApiTokenSecretArn").cloned())
         .context(
-            "the RecordEngine token secret is not known: pass --token-secret or set RECORDENGINE_TOKEN_SECRET_ARN",
+            "the RecordEngine token secret is not known: pass --token-secret, set RECORDENGINE_TOKEN_SECRET_ARN, \
+             or pass --stack NAME to read the stack's RecordEngineApiTokenSecretArn output",
         )?;
     for path in &args.paths {
         if !path.exists() {

@@ -237,10 +237,67 @@ async fn missing_resources_are_named() {
 #[tokio::test]
 async fn stack_outputs_name_the_resources() {
     let pipeline = Pipeline::create(5).await;
-
     let output = pipeline.bridgectl(&["dlq", "list", "--stack", "no-such-stack"]);
-
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no-such-stack"), "{stderr}");
+
+    // A stack whose outputs name this pipeline's tables and queues.
+    let stack = bridge_tests::unique_name("bridge");
+    let template = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "FailureTableName": {"Value": pipeline.failure_table},
+            "DocumentTableName": {"Value": pipeline.document_table},
+            "AccountingQueueUrl": {"Value": pipeline.queues["accounting"].url},
+            "AccountingDeadLetterQueueUrl": {"Value": pipeline.queues["accounting"].dead_letter_url},
+        }
+    });
+    let cloudformation = aws_sdk_cloudformation::Client::new(&pipeline.emulator.sdk_config());
+    cloudformation
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create the stack");
+    for _ in 0..100 {
+        let described = cloudformation
+            .describe_stacks()
+            .stack_name(&stack)
+            .send()
+            .await
+            .unwrap();
+        let status = described.stacks()[0]
+            .stack_status()
+            .map(|status| status.as_str().to_owned());
+        if status.as_deref() == Some("CREATE_COMPLETE") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = serde_json::to_string(&routed(9101)).unwrap();
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    let mut message = aws_lambda_events::event::sqs::SqsMessage::default();
+    message.message_id = Some("from-stack".into());
+    message.body = Some(body);
+    message.event_source_arn = Some(pipeline.queues["accounting"].dead_letter_arn.clone());
+    event.records.push(message);
+    pipeline.dead_letter_app().handle(&event).await;
+
+    let output = pipeline.bridgectl(&["dlq", "list", "--stack", &stack]);
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("#9101"),
+        "the failure table came from the stack's outputs: {stdout}"
+    );
+    let output = pipeline.bridgectl(&["dlq", "redrive", "--dry-run", "--stack", &stack]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("would send"),
+        "the queue came from the stack's outputs: {stdout}"
+    );
 }
