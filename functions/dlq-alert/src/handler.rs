@@ -402,3 +402,139 @@ impl App {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use bridge_shared::dispatch::alert_text::RenderedAlert;
+    use bridge_shared::fakes::FakeStore;
+
+    use super::*;
+    use crate::failure_store::MemoryFailureStore;
+
+    /// A channel that records what it took, or fails while `fail` is set.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<RenderedAlert>>,
+        fail: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl AlertSender for Recorder {
+        async fn send(&self, alert: &RenderedAlert) -> SendOutcome {
+            if *self.fail.lock().unwrap() {
+                return SendOutcome::Failed("robot unreachable".into());
+            }
+            self.sent.lock().unwrap().push(alert.clone());
+            SendOutcome::Sent(vec!["wecom".into()])
+        }
+    }
+
+    fn app(locale: AlertLocale) -> (App, Arc<Recorder>, Arc<MemoryFailureStore>) {
+        let store = Arc::new(FakeStore::default());
+        let recorder = Arc::new(Recorder::default());
+        let failures = Arc::new(MemoryFailureStore::default());
+        let queues = QueueMap {
+            dead_letter_queues: [(
+                "crm".to_owned(),
+                "arn:aws:sqs:us-east-1:000000000000:crm-dlq".to_owned(),
+            )]
+            .into(),
+            source_queues: BTreeMap::new(),
+        };
+        let mut config = HandlerConfig::new(queues, locale);
+        config.failures.window = Duration::from_millis(50);
+        config.failures.max_window = Duration::from_millis(50);
+        let app = App {
+            failures: failures.clone(),
+            versioned: store.clone(),
+            documents: store,
+            sender: recorder.clone(),
+            config,
+        };
+        (app, recorder, failures)
+    }
+
+    fn unreadable_message(id: &str) -> SqsMessage {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.into());
+        message.body = Some("not json".into());
+        message.event_source_arn = Some("arn:aws:sqs:us-east-1:000000000000:crm-dlq".into());
+        message
+    }
+
+    fn batch(ids: &[&str]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = ids.iter().map(|id| unreadable_message(id)).collect();
+        event
+    }
+
+    #[tokio::test]
+    async fn chinese_digest_names_the_count() {
+        let (app, recorder, _) = app(AlertLocale::ZhCn);
+
+        app.handle(&batch(&["a", "b", "c"])).await;
+
+        let sent = recorder.sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].subject.contains("3 个失败待处理"), "{}", sent[0].subject);
+        assert!(
+            sent[0].markdown.contains("详情：bridgectl dlq list"),
+            "{}",
+            sent[0].markdown
+        );
+        assert!(sent[0].markdown.contains("crm"), "{}", sent[0].markdown);
+    }
+
+    #[tokio::test]
+    async fn failed_send_is_retried_by_the_flush() {
+        let (app, recorder, failures) = app(AlertLocale::En);
+        *recorder.fail.lock().unwrap() = true;
+
+        let report = app.handle(&batch(&["a"])).await;
+
+        assert_eq!(report.alert_failures, 1);
+        assert!(report.response().batch_item_failures.is_empty(), "the record is stored");
+        assert_eq!(failures.all()[0].alert_state.as_deref(), Some(alert_state::PENDING));
+
+        *recorder.fail.lock().unwrap() = false;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let flushed = app.flush().await;
+
+        assert_eq!(flushed.alerts_sent.get("failures"), Some(&1));
+        let sent = recorder.sent.lock().unwrap();
+        assert!(sent[0].subject.contains("Unreadable message"), "{}", sent[0].subject);
+        assert_eq!(failures.all()[0].alert_state.as_deref(), Some(alert_state::SENT));
+    }
+
+    #[tokio::test]
+    async fn pending_record_is_alerted_on_redelivery() {
+        let (app, recorder, failures) = app(AlertLocale::En);
+        *recorder.fail.lock().unwrap() = true;
+        app.handle(&batch(&["a"])).await;
+        // The digest item is lost, as if the invocation stopped before updating it.
+        let emptied = serde_json::json!({
+            "pk": "alertdigest#failures", "sk": "digest", "version": 99, "window_started_ms": 0, "window_ms": 1,
+            "sent_in_window": 0, "saturated_windows": 0, "held": [], "expires_at": 0
+        });
+        assert!(
+            app.versioned.store(emptied, Some(2)).await.unwrap(),
+            "the digest item had version 2"
+        );
+        *recorder.fail.lock().unwrap() = false;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+
+        let report = app.handle(&batch(&["a"])).await;
+
+        assert_eq!(report.messages[0].outcome, "already_recorded");
+        assert_eq!(
+            recorder.sent.lock().unwrap().len(),
+            1,
+            "the pending record is alerted now"
+        );
+        assert_eq!(failures.all().len(), 1);
+    }
+}
