@@ -6,10 +6,10 @@
 //! | `alertdigest#<scope>` | `digest` | [`DigestState`] |
 //!
 //! Each window allows `max_per_window` messages. The first failures of a
-//! window are sent at once; once the window's messages are spent, failures
-//! are held in the item and sent together as one digest when the window
-//! ends (on the next invocation, which the flush schedule guarantees at
-//! least once a minute). A window that ends with failures held is followed
+//! window are sent at once. Once the window's messages are spent, failures
+//! wait in the item and are sent together as one digest when the window
+//! ends, on the next invocation; the flush schedule invokes the function at
+//! least once a minute. A window that ends with failures held is followed
 //! by one twice as long, up to `max_window`, so that a storm lasting hours
 //! sends a few digests an hour rather than a steady stream.
 
