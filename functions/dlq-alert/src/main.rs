@@ -2,7 +2,7 @@
 //!
 //! It takes two kinds of event: SQS batches from the dead-letter queues, and
 //! the flush schedule's event (anything without `Records`), which sends the
-//! alerts a digest holds once its window ends.
+//! alerts waiting in a digest once its window ends.
 
 use std::sync::Arc;
 
