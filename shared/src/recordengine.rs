@@ -2,13 +2,13 @@
 //!
 //! - `POST {base}/api/documents/upload` (`multipart/form-data`): `file`,
 //!   `contact_id`, `folder_id`, optional `profile_id` and `external_refs` (a
-//!   JSON object as text). Any 2xx is success; the answer carries the new
+//!   JSON object as text). Any 2xx is success; the response carries the new
 //!   document's `id` (also read as `document_id`).
 //! - `GET {base}/api/documents/{id}`: the status of one document. The path is
 //!   configurable because RecordEngine does not document it.
 //! - `GET {base}/api/documents?<filter>=<correlation key>`: a lookup used to
 //!   resolve an upload whose outcome is unknown. Filter names are not
-//!   documented either, so the strategy is configurable and every answer is
+//!   documented either, so the strategy is configurable and every response is
 //!   checked on our side before it counts.
 //!
 //! Uploads are not idempotent: a retried upload after a timeout can create a
@@ -47,13 +47,13 @@ pub const SUPPORTED_EXTENSIONS: &[&str] = &[
     "pdf", "jpg", "jpeg", "png", "docx", "xlsx", "csv", "txt", "html", "mp3", "wav", "m4a",
 ];
 
-/// Longest error-body excerpt kept in an error, in characters.
+/// Maximum length of the response-body excerpt kept in an error, in characters.
 pub const ERROR_BODY_EXCERPT_CHARS: usize = 512;
 
-/// Largest response body read, in bytes; larger answers are cut.
+/// Maximum response body read, in bytes; longer responses are truncated.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// Longest `Retry-After` honoured. SQS cannot hide a message for longer than 12 hours.
+/// Maximum `Retry-After` honoured. SQS cannot hide a message for longer than 12 hours.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(12 * 3600);
 
 /// Whether RecordEngine accepts a file with this name, judged by its extension.
@@ -72,7 +72,7 @@ pub fn content_type_for(filename: &str) -> String {
     mime_guess::from_path(filename).first_or_octet_stream().to_string()
 }
 
-/// How an upload whose outcome is unknown is looked up.
+/// Strategy for looking up an upload whose outcome is unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupStrategy {
     /// No lookup: an ambiguous upload is left for an operator.
@@ -112,7 +112,7 @@ pub struct RecordEngineConfig {
     pub token_secret_id: String,
     pub connect_timeout: Duration,
     /// Whole-request limit of status and list requests; for uploads, how long
-    /// to wait for the answer once the whole body has been sent.
+    /// to wait for the response once the whole body has been sent.
     pub request_timeout: Duration,
     /// Whole-request limit of an upload, body included.
     pub upload_timeout: Duration,
@@ -166,7 +166,7 @@ pub struct UploadRequest {
     pub file: FileBody,
 }
 
-/// RecordEngine's answer to an upload.
+/// RecordEngine's response to an upload.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct UploadedDocument {
     #[serde(alias = "document_id")]
@@ -190,7 +190,7 @@ pub enum Lookup {
     Found { document_id: i64 },
     /// The filter was applied and matched nothing.
     NotFound,
-    /// The instance cannot answer the question reliably; the reason says why.
+    /// The instance cannot settle the question reliably; the reason explains why.
     Inconclusive(String),
 }
 
@@ -219,12 +219,12 @@ pub enum RecordEngineError {
         retry_after: Option<Duration>,
         detail: String,
     },
-    /// The whole upload was sent but no answer arrived: RecordEngine may or
+    /// The whole upload was sent but no response arrived: RecordEngine may or
     /// may not have created the document.
     #[error("RecordEngine upload outcome is unknown: {detail}")]
     Ambiguous { detail: String },
-    /// A 2xx answer that could not be read.
-    #[error("RecordEngine answered {operation} with HTTP {status}, but the body is unreadable: {detail}")]
+    /// A 2xx response that could not be read.
+    #[error("RecordEngine responded to {operation} with HTTP {status}, but the body is unreadable: {detail}")]
     InvalidResponse {
         operation: &'static str,
         status: u16,
@@ -321,7 +321,7 @@ pub trait DocumentApi: Send + Sync {
 struct TokenState {
     value: String,
     fetched_at: Instant,
-    /// Set when RecordEngine answered 401 to this token value.
+    /// Set when RecordEngine responded 401 to this token value.
     rejected: bool,
 }
 
@@ -455,7 +455,7 @@ impl<S: SecretSource> RecordEngineClient<S> {
         }
     }
 
-    /// Classifies a non-2xx answer.
+    /// Classifies a non-2xx response.
     async fn error_for(&self, operation: &'static str, response: reqwest::Response, token: &str) -> RecordEngineError {
         let status = response.status().as_u16();
         let retry_after = response
@@ -563,24 +563,24 @@ impl<S: SecretSource> DocumentApi for RecordEngineClient<S> {
         tokio::pin!(send);
 
         // Two clocks: the whole upload must finish by `overall`, and once the
-        // body is complete the answer must come within the request timeout.
-        let mut answer_by: Option<tokio::time::Instant> = None;
+        // body is complete the response must come within the request timeout.
+        let mut response_by: Option<tokio::time::Instant> = None;
         let response = loop {
-            let limit = match answer_by {
-                Some(answer_by) => answer_by.min(overall.into()),
+            let limit = match response_by {
+                Some(response_by) => response_by.min(overall.into()),
                 None => overall.into(),
             };
             tokio::select! {
                 result = &mut send => break result,
-                _ = progress.completed(), if answer_by.is_none() => {
-                    answer_by = Some(tokio::time::Instant::now() + self.config.request_timeout);
+                _ = progress.completed(), if response_by.is_none() => {
+                    response_by = Some(tokio::time::Instant::now() + self.config.request_timeout);
                 }
                 _ = tokio::time::sleep_until(limit) => {
                     let elapsed = started.elapsed().as_secs();
                     return Err(if progress.is_complete() {
                         RecordEngineError::Ambiguous {
                             detail: format!(
-                                "no answer within {} s after the whole file was sent ({elapsed} s in all)",
+                                "no response within {} s after the whole file was sent ({elapsed} s in all)",
                                 self.config.request_timeout.as_secs()
                             ),
                         }
@@ -666,11 +666,11 @@ impl<S: SecretSource> DocumentApi for RecordEngineClient<S> {
         url.query_pairs_mut().append_pair(parameter, correlation_key);
 
         let (status, body) = match self.get(OPERATION, url.as_str()).await {
-            Ok(answer) => answer,
+            Ok(response) => response,
             // The instance does not know the filter, or not the list endpoint.
             Err(RecordEngineError::Rejected { status, body, .. }) => {
                 return Ok(Lookup::Inconclusive(format!(
-                    "the document list answered HTTP {status} to the `{parameter}` filter: {body}"
+                    "the document list returned HTTP {status} for the `{parameter}` filter: {body}"
                 )));
             }
             Err(other) => return Err(other),
@@ -791,7 +791,7 @@ async fn read_limited(response: reqwest::Response, timeout: Duration) -> Result<
     };
     tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| format!("reading the answer timed out after {} s", timeout.as_secs()))?
+        .map_err(|_| format!("reading the response timed out after {} s", timeout.as_secs()))?
 }
 
 /// Describes a transport error with its causes. reqwest's errors name the URL

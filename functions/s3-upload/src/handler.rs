@@ -60,7 +60,7 @@ impl Default for HandlerConfig {
     }
 }
 
-/// What happened to one message.
+/// Outcome of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageResult {
     /// Acknowledged: deleted from the queue by Lambda.
@@ -176,7 +176,7 @@ where
         if retries.is_empty() {
             return MessageResult::Done { label };
         }
-        // The longest wait any object asked for; the backoff when none asked.
+        // The maximum wait any object requested, or the backoff when none did.
         let retry_in = retries
             .into_iter()
             .flatten()

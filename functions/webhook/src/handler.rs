@@ -183,7 +183,7 @@ where
         };
 
         // Written with to_string rather than through serde_json::Value, so
-        // that numbers in RecordEngine's answer keep their exact text.
+        // that numbers in RecordEngine's response keep their exact text.
         let answer = DocumentAnswer {
             document_id,
             document: &view.document,
@@ -308,17 +308,17 @@ fn record_request(status: &str, started: std::time::Instant) {
     );
 }
 
-/// The answer to `GET /documents/{id}`.
+/// Response body of `GET /documents/{id}`.
 #[derive(serde::Serialize)]
 struct DocumentAnswer<'a> {
     document_id: i64,
     document: &'a Option<DocumentRecord>,
     exports: &'a [ExportRecord],
     timeline: &'a [TimelineEntry],
-    /// RecordEngine's answer to the status request, with `refresh=true`.
+    /// RecordEngine's response to the status request, with `refresh=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     recordengine: Option<&'a Node>,
-    /// Why the status request failed, with `refresh=true`.
+    /// Error of the status request, with `refresh=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     recordengine_error: Option<String>,
 }

@@ -36,7 +36,7 @@ pub use schedule::{RunSummary, ScheduleConfig, run_scheduled};
 pub use settings::{AwsUploader, InboundSettings};
 pub use uploader::{UploadOutcome, Uploader, UploaderConfig};
 
-/// How a file reached the bridge; stored as `origin.channel`.
+/// Channel through which a file reached the bridge; stored as `origin.channel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// An S3 event notification for the inbox.

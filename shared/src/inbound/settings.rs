@@ -9,7 +9,7 @@
 //! | `INBOX_PREFIX` | root of the `<root>/<contact>/<folder>/` convention for S3 drops | `inbox/` |
 //! | `SCHEDULED_PREFIX` | prefix the scheduled run uploads; ignored in S3 events | `scheduled/` |
 //! | `CONTACT_MAPPING_SOURCE` | `s3://bucket/key`, `ssm:name`, or unset for the bundled file | bundled |
-//! | `UPLOAD_LEASE_SECONDS` | how long an `uploading` claim holds | 960 |
+//! | `UPLOAD_LEASE_SECONDS` | lifetime of an `uploading` claim, in seconds | 960 |
 //! | `AMBIGUOUS_SETTLE_SECONDS` | wait before looking up an ambiguous upload | 60 |
 //! | `TAG_UPLOADED_OBJECTS` | tag uploaded objects `recordengine-status` and `recordengine-id` | `true` |
 //!

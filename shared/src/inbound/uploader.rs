@@ -68,7 +68,7 @@ impl Default for UploaderConfig {
     }
 }
 
-/// What happened to one object.
+/// Outcome of one object's upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadOutcome {
     /// RecordEngine has the document now; `found_by_lookup` when an earlier
@@ -101,7 +101,7 @@ pub enum UploadOutcome {
     /// Another caller is uploading this version right now; `after` is the rest of its lease.
     InProgress { after: Duration },
     /// The outcome of an earlier upload is unknown and no lookup could settle
-    /// it; an `upload_ambiguous` alert asks an operator to check.
+    /// it; an `upload_ambiguous` alert tells an operator to check.
     LeftForOperator {
         correlation_key: String,
         reason: String,
@@ -131,7 +131,7 @@ impl UploadOutcome {
         matches!(self, UploadOutcome::Retry { .. } | UploadOutcome::InProgress { .. })
     }
 
-    /// How long to wait before the next attempt, when the outcome says.
+    /// The wait before the next attempt, if the outcome carries one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             UploadOutcome::Retry { after, .. } => *after,

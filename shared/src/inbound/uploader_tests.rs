@@ -92,7 +92,7 @@ fn correlation_key_of(outcome: &UploadOutcome) -> String {
 
 fn ambiguous() -> RecordEngineError {
     RecordEngineError::Ambiguous {
-        detail: "no answer within 60 s after the whole file was sent".into(),
+        detail: "no response within 60 s after the whole file was sent".into(),
     }
 }
 
@@ -169,7 +169,7 @@ async fn redelivered_event_uploads_once() {
     assert_eq!(
         harness.objects.heads.load(Ordering::SeqCst),
         heads_after_first,
-        "the upload record answers before any S3 call"
+        "the upload record decides before any S3 call"
     );
 }
 
