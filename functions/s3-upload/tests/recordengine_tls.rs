@@ -38,11 +38,15 @@ async fn start_tls_server() -> String {
 
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 // A client that rejects the certificate ends the handshake here.
-                let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
                 let mut head = Vec::new();
                 let mut buffer = [0u8; 4096];
                 while !head.windows(4).any(|window| window == b"\r\n\r\n") {
@@ -127,5 +131,10 @@ async fn ca_bundle_loads_from_file_and_secret() {
         ca_bundle: Some(CaBundleSource::File("/nonexistent/ca.pem".into())),
     };
     let error = missing.load(secrets.as_ref()).await.unwrap_err();
-    assert!(error.0.contains("RECORDENGINE_CA_BUNDLE_FILE /nonexistent/ca.pem cannot be read"), "{error}");
+    assert!(
+        error
+            .0
+            .contains("RECORDENGINE_CA_BUNDLE_FILE /nonexistent/ca.pem cannot be read"),
+        "{error}"
+    );
 }
