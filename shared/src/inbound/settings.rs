@@ -48,7 +48,10 @@ pub struct InboundSettings {
 impl InboundSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let recordengine = RecordEngineSettings::from_env()?.ok_or_else(|| {
-            ConfigError("environment variable RECORDENGINE_BASE_URL is not set; set it in template.yaml".into())
+            ConfigError(
+                "environment variable RECORDENGINE_BASE_URL is not set; deploy with the RecordEngineBaseUrl parameter"
+                    .into(),
+            )
         })?;
         let lease_seconds: i64 = parsed_or("UPLOAD_LEASE_SECONDS", 960)?;
         if lease_seconds < 60 {

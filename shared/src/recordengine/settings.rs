@@ -113,3 +113,84 @@ fn seconds(name: &str, default: Duration) -> Result<Duration, ConfigError> {
     }
     Ok(Duration::from_secs(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recordengine::LookupStrategy;
+
+    const NAMES: [&str; 10] = [
+        "RECORDENGINE_BASE_URL",
+        "RECORDENGINE_TOKEN_SECRET_ARN",
+        "RECORDENGINE_CONNECT_TIMEOUT_SECONDS",
+        "RECORDENGINE_REQUEST_TIMEOUT_SECONDS",
+        "RECORDENGINE_UPLOAD_TIMEOUT_SECONDS",
+        "RECORDENGINE_STATUS_PATH",
+        "RECORDENGINE_LIST_PATH",
+        "RECORDENGINE_LOOKUP",
+        "RECORDENGINE_CA_BUNDLE_FILE",
+        "RECORDENGINE_CA_BUNDLE_SECRET_ARN",
+    ];
+
+    fn set(pairs: &[(&str, &str)]) {
+        // SAFETY: only this test reads or writes RECORDENGINE_* variables, and
+        // it runs its cases one after another.
+        unsafe {
+            for name in NAMES {
+                std::env::remove_var(name);
+            }
+            for (name, value) in pairs {
+                std::env::set_var(name, value);
+            }
+        }
+    }
+
+    #[test]
+    fn settings_read_from_environment() {
+        set(&[]);
+        assert!(
+            RecordEngineSettings::from_env().unwrap().is_none(),
+            "no URL: refresh and uploads are off"
+        );
+
+        set(&[("RECORDENGINE_BASE_URL", "https://re.example.com")]);
+        let error = RecordEngineSettings::from_env().unwrap_err();
+        assert!(error.0.contains("RECORDENGINE_TOKEN_SECRET_ARN is not set"), "{error}");
+
+        set(&[
+            ("RECORDENGINE_BASE_URL", "https://re.example.com"),
+            ("RECORDENGINE_TOKEN_SECRET_ARN", "arn:token"),
+            ("RECORDENGINE_REQUEST_TIMEOUT_SECONDS", "15"),
+            ("RECORDENGINE_STATUS_PATH", "/api/v2/documents/{id}"),
+            ("RECORDENGINE_LOOKUP", "none"),
+            ("RECORDENGINE_CA_BUNDLE_SECRET_ARN", "arn:ca"),
+        ]);
+        let settings = RecordEngineSettings::from_env().unwrap().unwrap();
+        assert_eq!(settings.config.base_url, "https://re.example.com");
+        assert_eq!(settings.config.token_secret_id, "arn:token");
+        assert_eq!(settings.config.request_timeout, Duration::from_secs(15));
+        assert_eq!(settings.config.connect_timeout, Duration::from_secs(10));
+        assert_eq!(settings.config.status_path, "/api/v2/documents/{id}");
+        assert_eq!(settings.config.lookup, LookupStrategy::None);
+        assert_eq!(settings.ca_bundle, Some(CaBundleSource::Secret("arn:ca".into())));
+
+        let invalid = [
+            ("RECORDENGINE_STATUS_PATH", "/api/documents", "must contain {id}"),
+            ("RECORDENGINE_UPLOAD_TIMEOUT_SECONDS", "0", "above zero"),
+            ("RECORDENGINE_CONNECT_TIMEOUT_SECONDS", "ten", "is invalid"),
+            ("RECORDENGINE_LOOKUP", "search", "list:<query parameter>"),
+            ("RECORDENGINE_CA_BUNDLE_FILE", "/etc/ca.pem", "set only one"),
+        ];
+        for (name, value, expected) in invalid {
+            set(&[
+                ("RECORDENGINE_BASE_URL", "https://re.example.com"),
+                ("RECORDENGINE_TOKEN_SECRET_ARN", "arn:token"),
+                ("RECORDENGINE_CA_BUNDLE_SECRET_ARN", "arn:ca"),
+                (name, value),
+            ]);
+            let error = RecordEngineSettings::from_env().unwrap_err();
+            assert!(error.0.contains(expected), "{name}={value}: {error}");
+        }
+        set(&[]);
+    }
+}
