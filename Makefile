@@ -56,6 +56,15 @@ bench: $(VENV)/ministack/.installed $(VENV)/sam/.installed
 	$(CARGO) build -p bridge-bench
 	target/debug/bridge-bench all $(BENCH_ARGS)
 
+# The local stack: sam build and sam deploy of template.yaml to MiniStack on
+# 127.0.0.1, with the RecordEngine simulator and the destination sinks, until
+# Ctrl-C (docs/local-stack.md). DEV_ARGS passes options to bridgectl dev up,
+# e.g. DEV_ARGS='--parameter LogLevel=debug'.
+DEV_ARGS ?=
+
+dev: $(VENV)/ministack/.installed $(VENV)/sam/.installed
+	$(CARGO) run -p bridgectl -- dev up $(DEV_ARGS)
+
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .aws-sam
