@@ -22,7 +22,7 @@ impl std::fmt::Debug for Progress {
 }
 
 impl Progress {
-    /// A spinner when stderr is a terminal, else plain lines.
+    /// Creates a spinner when stderr is a terminal, else plain lines.
     pub fn for_terminal() -> Progress {
         if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             return Progress::lines();
@@ -39,7 +39,7 @@ impl Progress {
         }
     }
 
-    /// One line on stderr per finished step.
+    /// Creates a reporter that prints one line on stderr per finished step.
     pub fn lines() -> Progress {
         Progress {
             bar: None,

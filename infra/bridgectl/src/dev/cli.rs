@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::down::{find_run_files, stop_run};
 use super::endpoints::{Endpoints, RunRecord};
 use super::local_stack::{DEFAULT_STACK_NAME, LocalStack, StackOptions, StateLayout};
-use super::process::is_running;
+use super::process::{command_line, is_running, processes_in_group};
 use super::schedule::{StackSchedule, invoke, stack_schedules};
 use super::stack::{DeployedStack, LocalClients};
 use crate::output::{Format, print_json, table};
@@ -31,7 +31,7 @@ pub enum DevCommand {
     Status(StateArgs),
 }
 
-/// Where the local stack keeps its state.
+/// The state directory option shared by the `dev` subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct StateArgs {
     /// Directory of the local stack's state, logs and endpoints.json [default: target/devstack in the repository].
@@ -172,13 +172,18 @@ async fn up(args: UpArgs, format: Format) -> Result<i32> {
     Ok(0)
 }
 
-/// Fails if the state directory's run record names a process that is still running.
+/// Fails if the state directory's run record names a bridgectl or a
+/// MiniStack that is still running.
 fn refuse_if_running(layout: &StateLayout) -> Result<()> {
     let run_file = layout.run_file();
     let Ok(record) = RunRecord::read(&run_file) else {
         return Ok(());
     };
-    if is_running(record.owner_pid) || is_running(record.emulator_pid) {
+    let owner_running = is_running(record.owner_pid) && command_line(record.owner_pid).contains("bridgectl");
+    let emulator_running = processes_in_group(record.emulator_pid)
+        .iter()
+        .any(|process| process.state != 'Z' && process.command_line.contains("ministack"));
+    if owner_running || emulator_running {
         bail!(
             "a local stack already uses {} (bridgectl process {}, emulator on port {}); stop it with \
              Ctrl-C where it runs or with `bridgectl dev down`, or pass another --state-dir",

@@ -169,7 +169,7 @@ impl CronExpression {
         })
     }
 
-    /// Whether the minute starting at `local` (seconds ignored) is a scheduled time.
+    /// Returns whether the minute starting at `local` (seconds ignored) is a scheduled time.
     pub fn matches(&self, local: NaiveDateTime) -> bool {
         let date = local.date();
         self.minutes.contains(local.minute())
@@ -211,7 +211,7 @@ fn last_day_of_month(date: NaiveDate) -> u32 {
         .map_or(28, |last| last.day())
 }
 
-/// The day of `date`'s month that is the weekday nearest to `day`, without leaving the month.
+/// Returns the day of `date`'s month that is the weekday nearest to `day`, without leaving the month.
 fn nearest_weekday(date: NaiveDate, day: u32) -> u32 {
     let Some(target) = date.with_day(day) else {
         return 0;

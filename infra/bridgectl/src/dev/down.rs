@@ -14,7 +14,7 @@ use super::process::{command_line, group_is_running, is_running, processes_in_gr
 /// How long a live `bridgectl dev up` gets to stop its stack after SIGTERM.
 const OWNER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What `dev down` did with one run record.
+/// The action `dev down` took on one run record.
 #[derive(Debug, Clone, Serialize)]
 pub struct DownOutcome {
     pub run_file: PathBuf,

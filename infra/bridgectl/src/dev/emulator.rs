@@ -4,7 +4,7 @@
 //! `AWS_ENDPOINT_URL` pointing at itself and the loopback guard switch.
 //! Functions it runs inherit that environment, so neither the emulator nor a
 //! function can reach a real AWS endpoint. It runs in its own process group,
-//! which also holds the function processes it starts, so stopping the group
+//! which also contains the function processes it starts, so stopping the group
 //! stops them all. A parent-death signal stops it if bridgectl dies without
 //! cleaning up.
 
@@ -25,7 +25,7 @@ pub const REGION: &str = "us-east-1";
 /// The account id MiniStack uses.
 pub const ACCOUNT_ID: &str = "000000000000";
 
-/// How long the emulator may take to answer its health check.
+/// How long the emulator may take to respond to its health check.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long members of the group get to exit after SIGTERM.
@@ -50,7 +50,7 @@ impl EmulatorDirs {
         }
     }
 
-    /// Deletes the temporary and state directories; the log stays for debugging.
+    /// Deletes the temporary and state directories. The log stays, for debugging.
     pub fn remove_temporary(&self) -> std::io::Result<()> {
         remove_dir(&self.tmp)?;
         remove_dir(&self.state)
@@ -67,7 +67,8 @@ pub fn emulator_environment(port: u16, dirs: &EmulatorDirs) -> Vec<(String, Stri
         ("BIND_HOST".to_owned(), "127.0.0.1".to_owned()),
         ("GATEWAY_PORT".to_owned(), port.to_string()),
         // MiniStack's CloudFormation provisioner builds queue and API URLs
-        // from this name; its default, localhost, is a name that resolves.
+        // from this name. Its default, localhost, is a name that a resolver
+        // could send elsewhere.
         ("MINISTACK_HOST".to_owned(), "127.0.0.1".to_owned()),
         ("AWS_ENDPOINT_URL".to_owned(), endpoint),
         ("AWS_ACCESS_KEY_ID".to_owned(), "test".to_owned()),
@@ -168,7 +169,7 @@ impl Emulator {
         })
     }
 
-    /// Waits until `GET /_ministack/health` answers 200.
+    /// Waits until `GET /_ministack/health` returns 200.
     pub async fn wait_until_ready(&self) -> Result<()> {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -193,7 +194,7 @@ impl Emulator {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         bail!(
-            "MiniStack did not answer {url} within {} s; see {}",
+            "MiniStack did not respond to {url} within {} s; see {}",
             READY_TIMEOUT.as_secs(),
             self.dirs.log.display()
         )
@@ -208,7 +209,7 @@ impl Emulator {
         self.port
     }
 
-    /// The process id, which is also the id of its process group.
+    /// Returns the process id, which is also the id of its process group.
     pub fn pid(&self) -> i32 {
         self.pid
     }
@@ -254,7 +255,7 @@ impl Drop for Emulator {
     }
 }
 
-/// The last `lines` lines of a log file, for error messages.
+/// Returns the last `lines` lines of a log file, for error messages.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();

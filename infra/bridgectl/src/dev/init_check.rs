@@ -5,10 +5,10 @@
 //! missing or invalid environment variable. The emulator only starts a
 //! function when something invokes it, and invoking one to find out would
 //! run its handler, with side effects for functions that take any payload
-//! (a scheduled upload, say). So each built bootstrap is started here with
-//! the environment the emulator would give it (the emulator's own
-//! environment, the deployed function's variables and a Runtime API
-//! endpoint) against a Runtime API that never hands out an event: reaching
+//! (a scheduled upload, say). So this module starts each built bootstrap
+//! itself, with the environment the emulator would give it: the emulator's
+//! own environment, the deployed function's variables and a Runtime API
+//! endpoint. That Runtime API never hands out an event, and a request to
 //! `GET /runtime/invocation/next` means init succeeded.
 
 use std::collections::BTreeMap;

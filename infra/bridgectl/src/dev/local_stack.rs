@@ -77,7 +77,7 @@ pub struct StackOptions {
     // NOTE: with DestinationsSource set, the dispatchers read other settings
     // at run time; the kinds here still come from this file.
     pub destinations: PathBuf,
-    /// Where state, logs and `endpoints.json` go.
+    /// The directory for state, logs and `endpoints.json`.
     pub state_dir: PathBuf,
     /// Holds `ministack/` and `sam/` virtual environments (`make venv`).
     pub venv_dir: PathBuf,
@@ -116,7 +116,7 @@ impl StackOptions {
     }
 
     /// Finds the repository root: the nearest directory at or above `start`
-    /// that holds both `template.yaml` and `Cargo.toml`.
+    /// that contains both `template.yaml` and `Cargo.toml`.
     pub fn find_repo_root(start: &Path) -> Result<PathBuf> {
         start
             .ancestors()
@@ -365,7 +365,7 @@ impl LocalStack {
             .expect("a LocalStack is returned only once its endpoints are known")
     }
 
-    /// The deployed stack: outputs, resources and the processed template.
+    /// Returns the deployed stack: outputs, resources and the processed template.
     pub fn stack(&self) -> &DeployedStack {
         self.stack
             .as_ref()
@@ -407,7 +407,7 @@ impl LocalStack {
         &self.credentials
     }
 
-    /// The emulator's process id, which is also its process group id.
+    /// Returns the emulator's process id, which is also its process group id.
     pub fn emulator_pid(&self) -> Option<i32> {
         self.emulator.as_ref().map(Emulator::pid)
     }
@@ -499,7 +499,7 @@ fn values_before_deploy(
     values
 }
 
-/// Every URL in the deployed functions' environments.
+/// Collects every URL in the deployed functions' environments.
 fn deployed_environment_values(functions: &[FunctionSettings]) -> Vec<CheckedValue> {
     functions
         .iter()
@@ -518,8 +518,8 @@ fn deployed_environment_values(functions: &[FunctionSettings]) -> Vec<CheckedVal
         .collect()
 }
 
-/// The webhook's URL on the emulator, from the stack output that holds an
-/// execute-api URL (`WebhookUrl`, or else the first such output).
+/// Returns the webhook's URL on the emulator, from the stack output that
+/// contains an execute-api URL (`WebhookUrl`, or else the first such output).
 fn webhook_url(stack: &DeployedStack, endpoint: &str) -> Result<String> {
     let preferred = stack.outputs.get("WebhookUrl").into_iter();
     let others = stack.outputs.values();
@@ -573,9 +573,9 @@ async fn configure_simulator(recordengine_url: &str, webhook_url: &str, token: &
     Ok(())
 }
 
-/// A free TCP port on 127.0.0.1.
-// NOTE: the port is free when chosen; another process could take it before
-// the server that is given it binds it, which then fails with a clear error.
+/// Returns a TCP port on 127.0.0.1 that is free at the time of the call.
+// NOTE: another process could take the port before the server it is meant
+// for binds it. That server then fails to start and names the port.
 pub fn free_port() -> Result<u16> {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())

@@ -2,7 +2,7 @@
 //! and deployed with `sam deploy` to a MiniStack emulator, with the
 //! RecordEngine simulator and the destination sinks, all on 127.0.0.1.
 //!
-//! [`LocalStack`] is the library API; [`cli`] holds the subcommands.
+//! [`LocalStack`] is the library API; [`cli`] contains the subcommands.
 
 pub mod cli;
 pub mod cron;

@@ -49,7 +49,7 @@ fn read_state_and_group(pid: i32) -> Option<(char, i32)> {
     Some((state, group))
 }
 
-/// The command line of a process with arguments separated by spaces, or empty if it is gone.
+/// Returns the command line of a process with arguments separated by spaces, or empty if it is gone.
 pub fn command_line(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|bytes| {
@@ -63,7 +63,7 @@ pub fn command_line(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-/// Whether any process of the group is still running (zombies do not count).
+/// Returns whether any process of the group is still running (zombies do not count).
 pub fn group_is_running(pgid: i32) -> bool {
     processes_in_group(pgid).iter().any(|process| process.state != 'Z')
 }
@@ -92,7 +92,7 @@ pub fn terminate_group(pgid: i32, grace: Duration) {
     }
 }
 
-/// Whether a process with this id exists and is not a zombie.
+/// Returns whether a process with this id exists and is not a zombie.
 pub fn is_running(pid: i32) -> bool {
     read_state_and_group(pid).is_some_and(|(state, _)| state != 'Z')
 }

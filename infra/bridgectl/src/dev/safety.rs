@@ -78,8 +78,9 @@ pub fn check_loopback(values: &[CheckedValue]) -> Result<(), LoopbackRefusal> {
     }
 }
 
-/// Whether a value names a host that requests would go to. `s3://bucket/key`
-/// does not: the S3 client sends it to the AWS endpoint, which is checked on its own.
+/// Returns whether a value names a host that requests would go to.
+/// `s3://bucket/key` does not, because the S3 client sends it to the AWS
+/// endpoint, which is checked on its own.
 pub fn names_a_host(value: &str) -> bool {
     match value.trim().split_once("://") {
         Some((scheme, _)) => !scheme.eq_ignore_ascii_case("s3"),
@@ -87,7 +88,7 @@ pub fn names_a_host(value: &str) -> bool {
     }
 }
 
-/// Whether a URL, or a bare `host[:port][/path]`, names the loopback address.
+/// Returns whether a URL, or a bare `host[:port][/path]`, names the loopback address.
 pub fn is_loopback_value(value: &str) -> bool {
     let value = value.trim();
     if value.contains("://") {
@@ -96,7 +97,7 @@ pub fn is_loopback_value(value: &str) -> bool {
     is_loopback_url(&format!("http://{value}"))
 }
 
-/// The host part of a URL or bare host, for messages.
+/// Returns the host part of a URL or bare host, for messages.
 pub fn host_of(value: &str) -> &str {
     let rest = value.trim().split_once("://").map_or(value.trim(), |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

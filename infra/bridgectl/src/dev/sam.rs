@@ -42,7 +42,7 @@ const CLOSED_PROXY: &str = "http://127.0.0.1:9";
 /// The SAM CLI of one local-stack run.
 #[derive(Debug, Clone)]
 pub struct SamCli {
-    /// `.venv/sam/bin`, which also holds `cargo-lambda` and `cargo-zigbuild`.
+    /// `.venv/sam/bin`, which also contains `cargo-lambda` and `cargo-zigbuild`.
     pub bin_dir: PathBuf,
     /// The workspace root, against which the template's `CodeUri: .` resolves.
     pub base_dir: PathBuf,

@@ -25,7 +25,7 @@ use super::emulator::{ACCOUNT_ID, REGION};
 use super::stack::{DeployedStack, LocalClients};
 use bridge_shared::aws::sdk_error_text;
 
-/// Which service runs a schedule.
+/// The service that runs a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleService {
@@ -58,8 +58,8 @@ pub struct StackSchedule {
 impl StackSchedule {
     /// The payload the schedule sends at `time`: the target's `Input`, else a scheduled event.
     // NOTE: AWS documents only that EventBridge Scheduler sends "a default
-    // notification" when a target has no Input; this sends the same shape
-    // as an EventBridge scheduled event, with source aws.scheduler.
+    // notification" when a target has no Input. This sends the shape of an
+    // EventBridge scheduled event, with source aws.scheduler.
     pub fn payload(&self, time: DateTime<Utc>) -> Result<String> {
         if self.uses_input_transformer {
             bail!(
@@ -110,8 +110,8 @@ impl StackSchedule {
         })
     }
 
-    /// Whether the emulator fires this schedule at the right times: it
-    /// evaluates cron and at() expressions in UTC, whatever the time zone.
+    /// Returns whether the emulator fires this schedule at the right times.
+    /// It evaluates cron and at() expressions in UTC, whatever the time zone.
     pub fn emulator_fires_correctly(&self) -> bool {
         if self.service != ScheduleService::Scheduler || self.expression.trim_start().starts_with("rate") {
             return true;
@@ -120,7 +120,7 @@ impl StackSchedule {
     }
 }
 
-/// Whether a zone is at UTC+0 both in January and in July of this year.
+/// Returns whether a zone is at UTC+0 both in January and in July of this year.
 fn has_zero_offset(zone: &Tz) -> bool {
     use chrono::Offset;
     let year = Utc::now().year();
@@ -218,7 +218,7 @@ pub async fn stack_schedules(clients: &LocalClients, stack: &DeployedStack) -> R
     Ok(schedules)
 }
 
-/// A string property, or a `Ref` to a stack parameter.
+/// Resolves a string property, or a `Ref` to a stack parameter.
 fn resolve_string(value: &serde_json::Value, stack: &DeployedStack) -> Option<String> {
     match value {
         serde_json::Value::String(text) => Some(text.clone()),

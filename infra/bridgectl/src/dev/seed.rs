@@ -42,7 +42,7 @@ impl LocalCredentials {
     }
 }
 
-/// The secret value for a role. OAuth secrets follow the layout the
+/// Builds the secret value for a role. OAuth secrets follow the layout the
 /// dispatchers read: client credentials, a refresh token and the account id.
 fn secret_value(role: SecretRole, credentials: &LocalCredentials) -> String {
     let oauth = |refresh_token: &str, account_field: &str, account: &str| {
@@ -68,14 +68,14 @@ fn secret_value(role: SecretRole, credentials: &LocalCredentials) -> String {
 /// The secrets of the stack: those given a known value, and those left as deployed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SeedReport {
-    /// Logical id to what the secret now holds.
+    /// Logical id to the credential the secret now contains.
     pub seeded: BTreeMap<String, SecretRole>,
     /// Secrets no rule matches; they keep the value the template generated.
     pub left_as_deployed: Vec<String>,
 }
 
 /// Puts the run's credentials into the stack's secrets, choosing each value
-/// by what the secret holds (see [`Wiring`]), and seeds the OAuth sinks with
+/// by the credential the secret contains (see [`Wiring`]), and seeds the OAuth sinks with
 /// the refresh tokens now stored in the QuickBooks and Xero secrets.
 pub async fn seed_secrets(
     clients: &LocalClients,
@@ -88,7 +88,7 @@ pub async fn seed_secrets(
     let mut oauth_sinks = Vec::new();
     for secret in stack.resources_of_type("AWS::SecretsManager::Secret") {
         let Some(role) = wiring.secrets.get(&secret.logical_id).copied() else {
-            tracing::info!(secret = %secret.logical_id, "no function variable says what this secret holds; it keeps its deployed value");
+            tracing::info!(secret = %secret.logical_id, "no function variable names this secret's credential; it keeps its deployed value");
             report.left_as_deployed.push(secret.logical_id.clone());
             continue;
         };

@@ -67,7 +67,7 @@ pub struct StackResource {
     pub resource_type: String,
 }
 
-/// What the emulator reports about a deployed stack.
+/// A deployed stack as the emulator reports it.
 #[derive(Debug, Clone)]
 pub struct DeployedStack {
     pub name: String,
@@ -157,12 +157,12 @@ impl DeployedStack {
             .filter(move |resource| resource.resource_type == resource_type)
     }
 
-    /// The Lambda functions, by logical id.
+    /// Lists the Lambda functions.
     pub fn functions(&self) -> Vec<&StackResource> {
         self.resources_of_type("AWS::Lambda::Function").collect()
     }
 
-    /// A resource's `Properties` in the processed template.
+    /// Returns a resource's `Properties` in the processed template.
     pub fn template_properties(&self, logical_id: &str) -> Option<&serde_json::Value> {
         self.template.get("Resources")?.get(logical_id)?.get("Properties")
     }

@@ -175,7 +175,7 @@ fn collect_environment_urls(function: &str, variables: &Value, found: &mut Vec<E
     }
 }
 
-/// Every string inside a value, including those under tags such as `!Sub`.
+/// Collects every string inside a value, including those under tags such as `!Sub`.
 fn collect_strings(value: &Value, found: &mut Vec<String>) {
     match value {
         Value::String(text) => found.push(text.clone()),

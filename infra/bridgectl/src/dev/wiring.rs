@@ -1,5 +1,5 @@
 //! How the template's functions reach systems outside AWS, and which local
-//! server stands in for each: the one place that maps template parameters
+//! server replaces each: the one place that maps template parameters
 //! and secrets to the local stack.
 //!
 //! The mapping follows the template rather than a list of names. A function
@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::safety::{CheckedValue, names_a_host};
 use super::template::{EnvironmentValue, TemplateSummary};
 
-/// A local server that stands in for a system outside AWS.
+/// A local server that replaces a system outside AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LocalServer {
@@ -42,7 +42,7 @@ impl LocalServer {
         LocalServer::WeCom,
     ];
 
-    /// The name used in `endpoints.json` and in messages.
+    /// Returns the name used in `endpoints.json` and in messages.
     pub fn name(self) -> &'static str {
         match self {
             LocalServer::RecordEngine => "recordengine",
@@ -55,7 +55,7 @@ impl LocalServer {
     }
 }
 
-/// The credential a secret holds, and so the value the local stack puts in it.
+/// The credential a secret contains, and so the value the local stack puts in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SecretRole {
@@ -76,7 +76,7 @@ pub enum SecretRole {
 /// The variable that names a dispatcher's destination in `infra/destinations.yaml`.
 const DESTINATION_VARIABLE: &str = "DESTINATION";
 
-/// What a URL variable of a function points at.
+/// The target of a function's URL variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UrlVariable {
     Server(LocalServer),
@@ -94,7 +94,7 @@ const URL_VARIABLES: &[(&str, UrlVariable)] = &[
     ("DESTINATION_TOKEN_URL", UrlVariable::DestinationToken),
 ];
 
-/// What a secret variable of a function holds.
+/// The content of a function's secret variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SecretVariable {
     Role(SecretRole),
@@ -102,7 +102,7 @@ enum SecretVariable {
     DestinationCredentials,
 }
 
-/// Function variables that name a secret, and what the secret holds.
+/// Function variables that name a secret, and the credential each secret contains.
 const SECRET_VARIABLES: &[(&str, SecretVariable)] = &[
     (
         "WEBHOOK_TOKEN_SECRET_ARN",
@@ -206,7 +206,7 @@ impl DestinationKinds {
     }
 }
 
-/// Where one parameter points in the local stack.
+/// The local server and path one parameter is pointed at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LocalTarget {
     pub server: LocalServer,
@@ -221,7 +221,7 @@ pub struct LocalTarget {
 pub struct Wiring {
     /// Parameter name to the local server it points at.
     pub parameters: BTreeMap<String, LocalTarget>,
-    /// Secret logical id to the credential it holds.
+    /// Secret logical id to the credential it contains.
     pub secrets: BTreeMap<String, SecretRole>,
 }
 
@@ -301,7 +301,7 @@ impl Wiring {
     }
 }
 
-/// The path of a URL (`/api/bills` of `https://host/api/bills`), or empty.
+/// Returns the path of a URL (`/api/bills` of `https://host/api/bills`), or empty.
 fn url_path(url: &str) -> String {
     let Some((_, rest)) = url.split_once("://") else {
         return String::new();
@@ -310,7 +310,7 @@ fn url_path(url: &str) -> String {
     path.trim_end_matches('/').to_owned()
 }
 
-/// Whether a parameter holds a URL or host, judged by its name.
+/// Returns whether a parameter contains a URL or host, judged by its name.
 pub fn is_url_parameter(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     ["url", "uri", "endpoint", "host"]
@@ -318,7 +318,7 @@ pub fn is_url_parameter(name: &str) -> bool {
         .any(|suffix| lower.ends_with(suffix))
 }
 
-/// Where a parameter's value comes from.
+/// The source of a parameter's value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueSource {
@@ -398,7 +398,7 @@ pub fn resolve_parameters(
 
 /// The parameter values the loopback check must see: every URL that names a
 /// host, and every other non-empty value of a parameter whose name says it
-/// holds a URL or host. S3 locations are not checked (see [`names_a_host`]).
+/// contains a URL or host. S3 locations are not checked (see [`names_a_host`]).
 pub fn values_to_check(parameters: &[ResolvedParameter]) -> Vec<CheckedValue> {
     parameters
         .iter()
