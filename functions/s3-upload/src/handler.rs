@@ -2,11 +2,12 @@
 //! handed over by the scheduled run) in, partial batch failures out.
 //!
 //! S3 notifies the inbox queue rather than this function directly, because
-//! the queue gives what a direct invocation does not: a retry schedule we
-//! control (a failed item's visibility timeout follows RecordEngine's
-//! `Retry-After` or a backoff), a dead-letter queue after `maxReceiveCount`
-//! deliveries, and per-item results, so one bad object does not send a whole
-//! batch back. The event source mapping must enable `ReportBatchItemFailures`.
+//! the queue gives three things a direct invocation does not. The function
+//! sets each failed item's retry delay (its visibility timeout follows
+//! RecordEngine's `Retry-After` or a backoff). Messages that keep failing move
+//! to a dead-letter queue after `maxReceiveCount` deliveries. Results are per
+//! item, so one bad object does not send a whole batch back, which needs
+//! `ReportBatchItemFailures` on the event source mapping.
 //!
 //! Only retryable outcomes are reported as failed items. Rejections,
 //! permanent failures (401 included) and unreadable messages are recorded

@@ -3,7 +3,8 @@
 //! The schedule's payload is not read: every run covers the whole scheduled
 //! prefix. A second run (the schedule firing twice, or a retry of this
 //! invocation) uploads nothing twice, because each object's upload record is
-//! claimed before it is sent; it finds the earlier uploads and skips them.
+//! claimed before it is sent. The second run finds those records and skips
+//! the objects.
 
 use std::time::{Duration, Instant};
 

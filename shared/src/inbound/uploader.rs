@@ -131,7 +131,7 @@ impl UploadOutcome {
         matches!(self, UploadOutcome::Retry { .. } | UploadOutcome::InProgress { .. })
     }
 
-    /// The wait before the next attempt, if the outcome carries one.
+    /// Returns the wait before the next attempt, if the outcome carries one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             UploadOutcome::Retry { after, .. } => *after,
