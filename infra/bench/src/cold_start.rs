@@ -80,7 +80,21 @@ impl RuntimeApiStub {
 #[derive(Debug, Clone, Copy)]
 pub struct Start {
     pub init: Duration,
+    /// CPU time of all the function's threads up to its first poll. It grows
+    /// much less than `init` when other processes compete for the cores.
+    pub cpu: Duration,
     pub peak_rss_kib: u64,
+}
+
+/// Sums the on-CPU time of every thread of `pid` (first field of
+/// `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut total_ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total_ns += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total_ns))
 }
 
 /// Starts `binary` with `environment` and waits for its first poll of the Runtime API.
@@ -130,6 +144,7 @@ fn start_once(stub: &RuntimeApiStub, binary: &Path, environment: &[(String, Stri
         }
     };
     let peak_rss_kib = status_kib(child.id(), "VmHWM").unwrap_or_default();
+    let cpu = cpu_time(child.id()).unwrap_or_default();
     kill(&mut child);
 
     let expected = format!("GET {NEXT_INVOCATION_PATH} ");
@@ -143,6 +158,7 @@ fn start_once(stub: &RuntimeApiStub, binary: &Path, environment: &[(String, Stri
     }
     Ok(Start {
         init: arrival.at.saturating_duration_since(spawned_at),
+        cpu,
         peak_rss_kib,
     })
 }
@@ -198,19 +214,25 @@ pub fn measure(options: &ColdStartOptions) -> Result<Vec<Figure>> {
                 function.init,
                 millis(warm_up.init)
             ));
+        let cpu: Vec<f64> = starts.iter().map(|start| millis(start.cpu)).collect();
+        let cpu = Figure::timing(format!("cold_start_cpu.{}", function.name), "ms", &cpu).with_detail(
+            "CPU time of all threads up to the first poll (schedstat); less sensitive to other load than wall time",
+        );
         let rss: Vec<f64> = starts.iter().map(|start| start.peak_rss_kib as f64 / 1024.0).collect();
         let peak = rss.iter().copied().fold(0.0, f64::max);
         let mut memory = Figure::timing(format!("peak_rss_init.{}", function.name), "MiB", &rss)
             .with_detail("VmHWM at the first poll of the Runtime API; value is the largest over the starts");
         memory.value = peak;
         println!(
-            "cold start {:<17} median {:>6.1} ms  p99 {:>6.1} ms  peak RSS {:>5.1} MiB",
+            "cold start {:<17} median {:>6.1} ms  p99 {:>6.1} ms  CPU {:>5.1} ms  peak RSS {:>5.1} MiB",
             function.name,
             cold.value,
             cold.p99.unwrap_or_default(),
+            cpu.value,
             peak
         );
         figures.push(cold);
+        figures.push(cpu);
         figures.push(memory);
     }
     Ok(figures)
