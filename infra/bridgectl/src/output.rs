@@ -19,6 +19,11 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Table {
         .load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(headers.iter().copied());
+    // Without a terminal there is no width to wrap to, so long cells would
+    // make lines of any length.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        table.set_width(120);
+    }
     for row in rows {
         table.add_row(row);
     }

@@ -285,10 +285,15 @@ async fn fire(args: FireArgs, format: Format) -> Result<i32> {
         })?;
     let function = stack.find_function(&args.function)?;
     let schedules = stack_schedules(&clients, &stack).await?;
+    let logical_ids: BTreeMap<String, String> = stack
+        .functions()
+        .iter()
+        .map(|function| (function.physical_id.clone(), function.logical_id.clone()))
+        .collect();
     let schedule = select_schedule(
         &schedules,
+        &logical_ids,
         &function.physical_id,
-        &function.logical_id,
         args.schedule.as_deref(),
     )?;
 
@@ -332,12 +337,15 @@ async fn fire(args: FireArgs, format: Format) -> Result<i32> {
 }
 
 /// Picks the schedule to fire for a function, or explains which ones exist.
+/// `logical_ids` maps deployed function names to logical ids, for messages.
 fn select_schedule<'a>(
     schedules: &'a [StackSchedule],
+    logical_ids: &BTreeMap<String, String>,
     function_name: &str,
-    function_logical_id: &str,
     wanted: Option<&str>,
 ) -> Result<&'a StackSchedule> {
+    let logical_id = |name: &str| logical_ids.get(name).cloned().unwrap_or_else(|| name.to_owned());
+    let function_logical_id = logical_id(function_name);
     let of_function: Vec<&StackSchedule> = schedules
         .iter()
         .filter(|schedule| schedule.function_name == function_name)
@@ -345,7 +353,13 @@ fn select_schedule<'a>(
     if of_function.is_empty() {
         let scheduled: Vec<String> = schedules
             .iter()
-            .map(|schedule| format!("{} (schedule {})", schedule.function_name, schedule.logical_id))
+            .map(|schedule| {
+                format!(
+                    "{} (schedule {})",
+                    logical_id(&schedule.function_name),
+                    schedule.logical_id
+                )
+            })
             .collect();
         bail!(
             "function {function_logical_id} has no schedule in the stack; scheduled functions: {}",
@@ -411,24 +425,26 @@ mod tests {
             schedule("Hourly", "stack-Upload"),
             schedule("Sweep", "stack-Sweep"),
         ];
+        let logical_ids = BTreeMap::from([
+            ("stack-Upload".to_owned(), "UploadFunction".to_owned()),
+            ("stack-Sweep".to_owned(), "SweepFunction".to_owned()),
+            ("stack-Webhook".to_owned(), "WebhookFunction".to_owned()),
+        ]);
 
-        assert_eq!(
-            select_schedule(&schedules, "stack-Sweep", "Sweep", None)
-                .unwrap()
-                .logical_id,
-            "Sweep"
+        let sweep = select_schedule(&schedules, &logical_ids, "stack-Sweep", None).unwrap();
+        assert_eq!(sweep.logical_id, "Sweep");
+        let hourly = select_schedule(&schedules, &logical_ids, "stack-Upload", Some("hourly")).unwrap();
+        assert_eq!(hourly.logical_id, "Hourly");
+        let several = select_schedule(&schedules, &logical_ids, "stack-Upload", None).unwrap_err();
+        assert!(
+            several
+                .to_string()
+                .contains("UploadFunction has several schedules (Nightly, Hourly)"),
+            "{several}"
         );
-        assert_eq!(
-            select_schedule(&schedules, "stack-Upload", "Upload", Some("hourly"))
-                .unwrap()
-                .logical_id,
-            "Hourly"
-        );
-        let several = select_schedule(&schedules, "stack-Upload", "Upload", None).unwrap_err();
-        assert!(several.to_string().contains("Nightly, Hourly"), "{several}");
-        let none = select_schedule(&schedules, "stack-Webhook", "Webhook", None).unwrap_err();
-        assert!(none.to_string().contains("has no schedule"), "{none}");
-        assert!(none.to_string().contains("stack-Sweep (schedule Sweep)"), "{none}");
+        let none = select_schedule(&schedules, &logical_ids, "stack-Webhook", None).unwrap_err();
+        assert!(none.to_string().contains("WebhookFunction has no schedule"), "{none}");
+        assert!(none.to_string().contains("SweepFunction (schedule Sweep)"), "{none}");
     }
 
     #[test]

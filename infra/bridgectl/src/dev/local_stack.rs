@@ -21,6 +21,7 @@ use super::template::TemplateSummary;
 use super::wiring::{
     DestinationKinds, LocalServer, ResolvedParameter, ValueSource, Wiring, resolve_parameters, values_to_check,
 };
+use super::workarounds::restore_maximum_concurrency;
 use crate::progress::Progress;
 
 /// The stack name `bridgectl dev up` deploys by default.
@@ -283,6 +284,14 @@ impl LocalStack {
         // queue and API URLs itself, and a template value can hide in an
         // intrinsic function that the first check cannot resolve.
         check_loopback(&deployed_environment_values(&functions))?;
+        let restored = restore_maximum_concurrency(&clients, &deployed).await?;
+        if !restored.is_empty() {
+            progress.note(format!(
+                "set ScalingConfig.MaximumConcurrency again as a number on {} event source mappings \
+                 (MiniStack keeps it as text, which stops its SQS poller)",
+                restored.len()
+            ));
+        }
 
         progress.step("seeding secrets");
         stack.seeded = seed_secrets(&clients, &deployed, &wiring, &credentials, &base_urls).await?;

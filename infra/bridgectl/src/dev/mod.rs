@@ -19,6 +19,7 @@ pub mod seed;
 pub mod stack;
 pub mod template;
 pub mod wiring;
+pub mod workarounds;
 
 pub use endpoints::Endpoints;
 pub use local_stack::{DEFAULT_STACK_NAME, LocalStack, StackOptions, StateLayout, free_port};

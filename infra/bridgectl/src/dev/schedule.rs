@@ -218,13 +218,22 @@ pub async fn stack_schedules(clients: &LocalClients, stack: &DeployedStack) -> R
     Ok(schedules)
 }
 
-/// Resolves a string property, or a `Ref` to a stack parameter.
+/// Resolves a string property, or a `Ref` to a stack parameter: its deployed
+/// value, else its default in the processed template.
 fn resolve_string(value: &serde_json::Value, stack: &DeployedStack) -> Option<String> {
     match value {
         serde_json::Value::String(text) => Some(text.clone()),
         serde_json::Value::Object(object) => {
             let name = object.get("Ref")?.as_str()?;
-            stack.parameters.get(name).cloned()
+            stack.parameters.get(name).cloned().or_else(|| {
+                stack
+                    .template
+                    .get("Parameters")?
+                    .get(name)?
+                    .get("Default")?
+                    .as_str()
+                    .map(str::to_owned)
+            })
         }
         _ => None,
     }
