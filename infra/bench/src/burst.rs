@@ -5,8 +5,9 @@
 //! invoice number, in USD, so the bundled rules route it to `accounting`
 //! only. An export counts as accepted when the webhook responds with 200 and
 //! `"status": "accepted"`. It is lost when no bill with its invoice number
-//! reaches the sink before the wait ends, and duplicated when more than one
-//! bill does. The sink returns the first bill for a repeated `requestid`,
+//! reaches the sink before the wait ends and its routed message is not in
+//! the accounting queue either, and duplicated when more than one bill
+//! reaches the sink. The sink returns the first bill for a repeated `requestid`,
 //! so bills are counted as distinct `requestid`s with response status 200.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +47,8 @@ struct Target {
     webhook_url: String,
     webhook_token: String,
     quickbooks_url: String,
+    aws_endpoint_url: String,
+    accounting_queue_url: String,
 }
 
 impl Target {
@@ -69,6 +72,11 @@ impl Target {
             webhook_url: field(&endpoints["webhook_url"], "webhook_url")?,
             webhook_token: field(&endpoints["webhook_token"], "webhook_token")?,
             quickbooks_url: field(&endpoints["sinks"]["quickbooks"], "sinks.quickbooks")?,
+            aws_endpoint_url: field(&endpoints["aws_endpoint_url"], "aws_endpoint_url")?,
+            accounting_queue_url: endpoints["outputs"]["AccountingQueueUrl"]
+                .as_str()
+                .with_context(|| format!("{} has no outputs.AccountingQueueUrl", path.display()))?
+                .to_owned(),
         })
     }
 }
@@ -259,8 +267,10 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
         .map(|sent| sent.invoice_number.clone())
         .collect();
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
-    for one in &sent {
-        let key = one.status.map_or("no response".to_owned(), |status| status.to_string());
+    for request in &sent {
+        let key = request
+            .status
+            .map_or("no response".to_owned(), |status| status.to_string());
         *statuses.entry(key).or_default() += 1;
     }
     println!(
@@ -270,24 +280,43 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
     );
 
     let bills = wait_for_bills(&client, &target.quickbooks_url, &accepted, options.settle_timeout).await?;
-    let lost = accepted.iter().filter(|number| !bills.contains_key(*number)).count();
+    // Exports without a bill may still wait in the queue, for example when no dispatcher runs.
+    let queued = messages_in_queue(&target.aws_endpoint_url, &target.accounting_queue_url).await?;
+    let billed = accepted.iter().filter(|number| bills.contains_key(*number)).count();
+    let waiting = accepted
+        .iter()
+        .filter(|number| !bills.contains_key(*number) && queued.contains_key(*number))
+        .count();
+    let lost = accepted
+        .iter()
+        .filter(|number| !bills.contains_key(*number) && !queued.contains_key(*number))
+        .count();
+    let queued_twice = queued.values().filter(|count| **count > 1).count();
+    println!(
+        "burst: {billed} accepted exports have a bill, {waiting} more have their message in the accounting queue, {lost} have neither"
+    );
     let duplicated = bills.values().filter(|count| **count > 1).count();
     let unexpected = bills.keys().filter(|number| !accepted.contains(*number)).count();
 
     let latencies: Vec<f64> = sent.iter().map(|sent| millis(sent.latency)).collect();
     let rate = options.requests as f64 / elapsed.as_secs_f64();
-    let stack_note = "bridgectl dev up: sam build + sam deploy to MiniStack, dispatcher to the QuickBooks sink";
+    let stack_note = "bridgectl dev up: the webhook function behind MiniStack's API Gateway and Lambda, on 127.0.0.1";
     Ok(vec![
         Figure::new("burst.accepted", "count", accepted.len() as f64).with_detail(format!(
             "{} requests at concurrency {}; HTTP statuses {statuses:?}",
             options.requests, options.concurrency
         )),
+        Figure::new("burst.billed", "count", billed as f64).with_detail(format!(
+            "accepted exports with a bill at the QuickBooks sink, waiting at most {} s",
+            options.settle_timeout.as_secs()
+        )),
+        Figure::new("burst.queued", "count", waiting as f64).with_detail(format!(
+            "accepted exports without a bill whose message is still in the accounting queue; \
+             {queued_twice} invoice numbers have more than one message there"
+        )),
         Figure::new("burst.lost", "count", lost as f64)
             .with_target(0.0)
-            .with_detail(format!(
-                "accepted exports without a bill at the QuickBooks sink after at most {} s",
-                options.settle_timeout.as_secs()
-            )),
+            .with_detail("accepted exports with neither a bill nor a message in the accounting queue"),
         Figure::new("burst.duplicated", "count", duplicated as f64)
             .with_target(0.0)
             .with_detail(format!(
@@ -329,6 +358,60 @@ async fn wait_for_bills(
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+}
+
+/// Routed messages per invoice number in the queue at `queue_url`, read
+/// without deleting them. Each message read stays invisible for 10 minutes,
+/// so the scan counts every message once.
+async fn messages_in_queue(endpoint: &str, queue_url: &str) -> Result<BTreeMap<String, usize>> {
+    if !endpoint.starts_with("http://127.0.0.1:") {
+        bail!("the AWS endpoint {endpoint} is not on 127.0.0.1; the burst only reads a local emulator");
+    }
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "bridge-bench"),
+        ))
+        .build();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+
+    let mut message_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut empty_receives = 0;
+    // Bounded: 1,000 rounds of 10 messages cover the largest burst, 10,000 requests.
+    for _ in 0..1000 {
+        let response = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .with_context(|| format!("SQS ReceiveMessage on {queue_url} failed"))?;
+        let messages = response.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty_receives += 1;
+            if empty_receives == 3 {
+                break;
+            }
+            continue;
+        }
+        empty_receives = 0;
+        for message in messages {
+            let body: Value = serde_json::from_str(message.body().unwrap_or_default()).unwrap_or(Value::Null);
+            let Some(number) = body["payload"]["extracted_fields"]["invoice_number"].as_str() else {
+                continue;
+            };
+            let id = message.message_id().unwrap_or_default().to_owned();
+            message_ids.entry(number.to_owned()).or_default().insert(id);
+        }
+    }
+    Ok(message_ids
+        .into_iter()
+        .map(|(number, ids)| (number, ids.len()))
+        .collect())
 }
 
 /// Bills per invoice number at the QuickBooks sink: distinct `requestid`s of
