@@ -173,6 +173,28 @@ async fn quickbooks_requestid_replays_response() {
 }
 
 #[tokio::test]
+async fn quickbooks_vendor_lookup_assigns_stable_ids() {
+    let server = start_quickbooks(QuickBooksConfig::default()).await.unwrap();
+
+    let (status, first) = query_bills(&server, "select * from Vendor where DisplayName = 'Azure Interior'").await;
+    let (_, again) = query_bills(&server, "select * from Vendor where DisplayName = 'Azure Interior'").await;
+    let (_, other) = query_bills(
+        &server,
+        "select * from Vendor where DisplayName = '深圳市腾飞科技有限公司'",
+    )
+    .await;
+    let (bad_status, bad) = query_bills(&server, "select * from Vendor where Id = '1'").await;
+
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text_at(&first, "QueryResponse.Vendor.0.DisplayName"), "Azure Interior");
+    assert_eq!(text_at(&first, "QueryResponse.Vendor.0.Id"), "5001");
+    assert_eq!(text_at(&again, "QueryResponse.Vendor.0.Id"), "5001");
+    assert_eq!(text_at(&other, "QueryResponse.Vendor.0.Id"), "5002");
+    assert_eq!(bad_status, StatusCode::BAD_REQUEST);
+    assert_eq!(text_at(&bad, "Fault.Error.0.code"), "4000");
+}
+
+#[tokio::test]
 async fn quickbooks_query_by_doc_number() {
     let server = start_quickbooks(QuickBooksConfig::default()).await.unwrap();
     post_bill(&server, "r-1", &bill("INV/2023/03/0008")).await;

@@ -4,6 +4,8 @@
 //! - `POST /v3/company/{realmId}/bill?requestid=<id>&minorversion=<n>` creates a bill.
 //! - `GET /v3/company/{realmId}/bill/{id}` reads one.
 //! - `GET /v3/company/{realmId}/query?query=select * from Bill where DocNumber = '...'`.
+//! - `GET /v3/company/{realmId}/query?query=select * from Vendor where DisplayName = '...'`:
+//!   every display name exists, so each new name gets the next vendor id (from 5001).
 //! - `POST /oauth2/v1/tokens/bearer` refreshes tokens (see [`crate::sinks::oauth`]).
 
 use std::collections::HashMap;
@@ -70,6 +72,8 @@ struct Ledger {
     bills: Vec<(String, Json)>,
     /// The first response to each `(realm id, requestid)`.
     responses: HashMap<(String, String), (StatusCode, Json)>,
+    /// Vendor ids by `(realm id, display name)`, assigned on first lookup.
+    vendors: HashMap<(String, String), String>,
 }
 
 impl QuickBooks {
@@ -434,6 +438,21 @@ async fn query(
             ),
         );
     };
+    if let Some(parsed) = parse_vendor_query(&text) {
+        return match parsed {
+            Ok(display_name) => vendor_response(&books, &realm_id, display_name),
+            Err(message) => json_response(
+                StatusCode::BAD_REQUEST,
+                &fault_body(
+                    "ValidationFault",
+                    "Error parsing query",
+                    &format!("QueryParserError: {message}"),
+                    "4000",
+                ),
+            ),
+        };
+    }
+
     let conditions = match parse_bill_query(&text) {
         Ok(conditions) => conditions,
         Err(message) => {
@@ -474,6 +493,68 @@ async fn query(
             ("time", Json::from(now_rfc3339_millis())),
         ]),
     )
+}
+
+/// Answers a vendor lookup. The sink stands in for a company whose vendor list
+/// holds every name, so a new display name gets the next id instead of an empty result.
+fn vendor_response(books: &QuickBooks, realm_id: &str, display_name: String) -> Response {
+    let mut ledger = books.ledger();
+    let next_id = 5001 + ledger.vendors.len();
+    let id = ledger
+        .vendors
+        .entry((realm_id.to_owned(), display_name.clone()))
+        .or_insert_with(|| next_id.to_string())
+        .clone();
+    let vendor = Json::object([
+        ("Id", Json::from(id)),
+        ("DisplayName", Json::from(display_name)),
+        ("Active", Json::Bool(true)),
+    ]);
+    json_response(
+        StatusCode::OK,
+        &Json::object([
+            (
+                "QueryResponse",
+                Json::object([
+                    ("Vendor", Json::Array(vec![vendor])),
+                    ("startPosition", Json::from(1_u64)),
+                    ("maxResults", Json::from(1_u64)),
+                ]),
+            ),
+            ("time", Json::from(now_rfc3339_millis())),
+        ]),
+    )
+}
+
+/// Parses `select * from Vendor where DisplayName = '...'`. Returns `None`
+/// when the query is not about vendors, so the bill parser can take it.
+fn parse_vendor_query(text: &str) -> Option<Result<String, String>> {
+    let mut cursor = Cursor { rest: text.trim() };
+    for keyword in ["select", "*", "from", "vendor"] {
+        if !cursor.take_word(keyword) {
+            return None;
+        }
+    }
+    let parsed = (|| {
+        if !cursor.take_word("where") {
+            return Err("a vendor query needs WHERE DisplayName = '...'".to_owned());
+        }
+        let name = cursor.take_identifier().ok_or("expected a property name")?;
+        if !name.eq_ignore_ascii_case("DisplayName") {
+            return Err(format!(
+                "property '{name}' is not supported for Vendor; use DisplayName"
+            ));
+        }
+        if !cursor.take_symbol('=') {
+            return Err("expected '=' after DisplayName".to_owned());
+        }
+        let value = cursor.take_quoted()?;
+        if !cursor.is_done() {
+            return Err(format!("expected the end of the query, got \"{}\"", cursor.rest));
+        }
+        Ok(value)
+    })();
+    Some(parsed)
 }
 
 /// One `Property = 'value'` term of a query's WHERE clause.
@@ -651,6 +732,20 @@ mod tests {
         assert_eq!(conditions.len(), 2);
         assert_eq!(conditions[0].value, "O'Brien 1");
         assert_eq!(conditions[1].property, BillProperty::VendorRef);
+    }
+
+    #[test]
+    fn vendor_queries() {
+        assert_eq!(
+            parse_vendor_query(r"select * from Vendor where DisplayName = 'O\'Brien Ltd'"),
+            Some(Ok("O'Brien Ltd".to_owned()))
+        );
+        assert_eq!(parse_vendor_query("select * from Bill"), None);
+        assert!(matches!(parse_vendor_query("select * from Vendor"), Some(Err(_))));
+        assert!(matches!(
+            parse_vendor_query("select * from Vendor where Id = '1'"),
+            Some(Err(_))
+        ));
     }
 
     #[test]
