@@ -76,10 +76,22 @@ impl Progress {
         }
     }
 
+    /// Marks the current step as failed and removes the spinner.
+    pub fn fail(&self) {
+        self.end_current('✗');
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
     fn finish_current(&self) {
+        self.end_current('✓');
+    }
+
+    fn end_current(&self, mark: char) {
         let finished = self.current.lock().ok().and_then(|mut current| current.take());
         if let Some((message, started)) = finished {
-            let line = format!("✓ {message} ({:.1} s)", started.elapsed().as_secs_f64());
+            let line = format!("{mark} {message} ({:.1} s)", started.elapsed().as_secs_f64());
             match &self.bar {
                 Some(bar) => bar.println(line),
                 None => eprintln!("{line}"),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::process::{processes_in_group, remove_dir, terminate_group};
+use super::process::{group_listens_on, processes_in_group, remove_dir, terminate_group};
 
 /// Region of every emulated resource.
 pub const REGION: &str = "us-east-1";
@@ -179,8 +179,11 @@ impl Emulator {
         let url = format!("{}/_ministack/health", self.url());
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
+            // Another process may have taken the port before MiniStack
+            // bound it, so the response counts only once this group listens.
             if let Ok(response) = client.get(&url).send().await
                 && response.status().is_success()
+                && group_listens_on(self.pid, self.port)
             {
                 return Ok(());
             }

@@ -168,7 +168,10 @@ impl LocalStack {
     pub async fn start(options: StackOptions) -> Result<LocalStack> {
         let progress = options.progress.clone();
         let result = Self::start_steps(options).await;
-        progress.finish();
+        match &result {
+            Ok(_) => progress.finish(),
+            Err(_) => progress.fail(),
+        }
         result
     }
 
@@ -178,24 +181,23 @@ impl LocalStack {
 
         progress.step("reading the template and checking every URL");
         let template = TemplateSummary::read(&options.template)?;
-        // Ports are chosen first so that every URL is known, and checked,
-        // before anything starts.
-        let emulator_port = match options.emulator_port {
-            0 => free_port()?,
-            port => port,
-        };
-        let aws_endpoint = format!("http://127.0.0.1:{emulator_port}");
-        let mut server_ports = BTreeMap::new();
-        for server in LocalServer::ALL {
-            server_ports.insert(server, free_port()?);
-        }
-        let base_urls: BTreeMap<LocalServer, String> = server_ports
-            .iter()
-            .map(|(server, port)| (*server, format!("http://127.0.0.1:{port}")))
-            .collect();
         let wiring = Wiring::from_template(&template, &DestinationKinds::read(&options.destinations)?)?;
-        let parameters = resolve_parameters(&template, &wiring, &base_urls, &options.parameter_overrides)?;
-        check_loopback(&values_before_deploy(&template, &parameters, &aws_endpoint, &base_urls))?;
+        // The check runs before anything starts. The local servers' ports
+        // are not known yet, so port 0 takes their place, because a port never
+        // decides whether a URL leaves 127.0.0.1. The real values are
+        // checked again once the servers listen.
+        let placeholder_urls: BTreeMap<LocalServer, String> = LocalServer::ALL
+            .iter()
+            .map(|server| (*server, "http://127.0.0.1:0".to_owned()))
+            .collect();
+        let placeholder_endpoint = format!("http://127.0.0.1:{}", options.emulator_port);
+        let parameters = resolve_parameters(&template, &wiring, &placeholder_urls, &options.parameter_overrides)?;
+        check_loopback(&values_before_deploy(
+            &template,
+            &parameters,
+            &placeholder_endpoint,
+            &placeholder_urls,
+        ))?;
 
         let ministack = options.venv_dir.join("ministack").join("bin").join("ministack");
         if !ministack.exists() {
@@ -230,37 +232,37 @@ impl LocalStack {
             stack: None,
             schedules: Vec::new(),
             functions: Vec::new(),
-            parameters: parameters.clone(),
+            parameters: Vec::new(),
             seeded: SeedReport::default(),
             credentials: credentials.clone(),
         };
 
         progress.step("starting the RecordEngine simulator and the destination sinks");
-        let servers = start_servers(&server_ports, &credentials)
+        let servers = start_servers(&credentials)
             .await
             .context("cannot start the local servers")?;
+        let base_urls = server_urls(&servers);
         stack.servers = Some(servers);
 
         progress.step("starting MiniStack");
         let emulator_dirs = EmulatorDirs::under(&layout.emulator_dir());
-        emulator_dirs
-            .remove_temporary()
-            .context("cannot clear the emulator's directories of an earlier run")?;
-        let emulator = Emulator::spawn(&ministack, emulator_port, emulator_dirs.clone())?;
-        let emulator_pid = emulator.pid();
-        stack.emulator = Some(emulator);
+        let emulator = start_emulator(&ministack, options.emulator_port, &emulator_dirs).await?;
+        let emulator_port = emulator.port();
+        let aws_endpoint = emulator.url();
         RunRecord {
             owner_pid: std::process::id() as i32,
-            emulator_pid,
+            emulator_pid: emulator.pid(),
             emulator_port,
             emulator_dir: layout.emulator_dir(),
             stack_name: options.stack_name.clone(),
             started_at: chrono::Utc::now().to_rfc3339(),
         }
         .write(&layout.run_file())?;
-        if let Some(emulator) = &stack.emulator {
-            emulator.wait_until_ready().await?;
-        }
+        stack.emulator = Some(emulator);
+
+        let parameters = resolve_parameters(&template, &wiring, &base_urls, &options.parameter_overrides)?;
+        check_loopback(&values_before_deploy(&template, &parameters, &aws_endpoint, &base_urls))?;
+        stack.parameters = parameters.clone();
 
         progress.step(format!("sam deploy of stack {}", options.stack_name));
         let overrides: BTreeMap<String, String> = parameters
@@ -544,18 +546,51 @@ fn webhook_url(stack: &DeployedStack, endpoint: &str) -> Result<String> {
         })
 }
 
-async fn start_servers(ports: &BTreeMap<LocalServer, u16>, credentials: &LocalCredentials) -> Result<Devstack> {
-    let port = |server: LocalServer| ports.get(&server).copied().unwrap_or(0);
+/// Starts the simulator and the sinks, each on a port the system assigns.
+async fn start_servers(credentials: &LocalCredentials) -> Result<Devstack> {
     let mut config = DevstackConfig::default();
-    config.recordengine.port = port(LocalServer::RecordEngine);
     config.recordengine.api_token = Some(credentials.recordengine_api_token.clone());
-    config.quickbooks.port = port(LocalServer::QuickBooks);
-    config.xero.port = port(LocalServer::Xero);
-    config.hubspot.port = port(LocalServer::HubSpot);
-    config.generic.port = port(LocalServer::Generic);
-    config.wecom.port = port(LocalServer::WeCom);
     config.wecom.keys = Some(vec![credentials.wecom_key.clone()]);
     Ok(start_devstack(config).await?)
+}
+
+fn server_urls(servers: &Devstack) -> BTreeMap<LocalServer, String> {
+    BTreeMap::from([
+        (LocalServer::RecordEngine, servers.recordengine.base_url().to_owned()),
+        (LocalServer::QuickBooks, servers.quickbooks.base_url().to_owned()),
+        (LocalServer::Xero, servers.xero.base_url().to_owned()),
+        (LocalServer::HubSpot, servers.hubspot.base_url().to_owned()),
+        (LocalServer::Generic, servers.generic.base_url().to_owned()),
+        (LocalServer::WeCom, servers.wecom.base_url().to_owned()),
+    ])
+}
+
+/// How many ports to try when MiniStack's port is chosen here and another
+/// process takes it before MiniStack binds it.
+const EMULATOR_START_ATTEMPTS: usize = 3;
+
+/// Starts MiniStack and waits until it responds. With `port` 0 a free port
+/// is chosen, and a start that fails is tried again on another port.
+async fn start_emulator(binary: &Path, port: u16, dirs: &EmulatorDirs) -> Result<Emulator> {
+    let attempts = if port == 0 { EMULATOR_START_ATTEMPTS } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        dirs.remove_temporary()
+            .context("cannot clear the emulator's directories of an earlier run")?;
+        let chosen = if port == 0 { free_port()? } else { port };
+        let mut emulator = Emulator::spawn(binary, chosen, dirs.clone())?;
+        match emulator.wait_until_ready().await {
+            Ok(()) => return Ok(emulator),
+            Err(error) => {
+                tracing::warn!(port = chosen, %error, "MiniStack did not start");
+                if let Err(stop_error) = emulator.stop() {
+                    tracing::warn!(%stop_error, "stopping the failed emulator left something behind");
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("MiniStack did not start")))
 }
 
 /// Points the simulator's export webhook at the deployed webhook.
@@ -583,8 +618,8 @@ async fn configure_simulator(recordengine_url: &str, webhook_url: &str, token: &
 }
 
 /// Returns a TCP port on 127.0.0.1 that is free at the time of the call.
-// NOTE: another process could take the port before the server it is meant
-// for binds it. That server then fails to start and names the port.
+// NOTE: another process can take the port before MiniStack binds it;
+// `start_emulator` then tries another port.
 pub fn free_port() -> Result<u16> {
     TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())

@@ -92,6 +92,41 @@ pub fn terminate_group(pgid: i32, grace: Duration) {
     }
 }
 
+/// Returns whether a process of group `pgid` owns the socket listening on
+/// 127.0.0.1:`port` (or on all IPv4 addresses), read from `/proc/net/tcp`.
+pub fn group_listens_on(pgid: i32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let wanted = [format!("0100007F:{port:04X}"), format!("00000000:{port:04X}")];
+    // Columns: sl, local_address, rem_address, st, …, inode (the tenth).
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let listening = columns.get(3) == Some(&"0A");
+            let local = columns.get(1)?;
+            (listening && wanted.iter().any(|address| address == local))
+                .then(|| columns.get(9).map(|inode| (*inode).to_owned()))?
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    processes_in_group(pgid).iter().any(|process| {
+        let Ok(descriptors) = std::fs::read_dir(format!("/proc/{}/fd", process.pid)) else {
+            return false;
+        };
+        descriptors.flatten().any(|descriptor| {
+            std::fs::read_link(descriptor.path()).is_ok_and(|target| {
+                let target = target.to_string_lossy();
+                inodes.iter().any(|inode| target == format!("socket:[{inode}]"))
+            })
+        })
+    })
+}
+
 /// Returns whether a process with this id exists and is not a zombie.
 pub fn is_running(pid: i32) -> bool {
     read_state_and_group(pid).is_some_and(|(state, _)| state != 'Z')
@@ -132,6 +167,18 @@ mod tests {
         child.wait().unwrap();
 
         assert!(!group_is_running(pgid), "{:?}", processes_in_group(pgid));
+    }
+
+    #[test]
+    fn listening_socket_owner_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // SAFETY: getpgrp has no preconditions.
+        let own_group = unsafe { libc::getpgrp() };
+
+        assert!(group_listens_on(own_group, port));
+        drop(listener);
+        assert!(!group_listens_on(own_group, port));
     }
 
     #[test]

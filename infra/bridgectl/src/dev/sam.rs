@@ -81,6 +81,7 @@ impl SamCli {
     // cargo's own up-to-date check and never matches after a build.
     pub async fn build(&self, template: &Path, build_dir: &Path) -> Result<Duration> {
         let started = Instant::now();
+        let _lock = self.lock_builds().await?;
         let log = self.log_dir.join("sam-build.log");
         let args = [
             "build".to_owned(),
@@ -95,6 +96,35 @@ impl SamCli {
             .await
             .context("sam build failed")?;
         Ok(started.elapsed())
+    }
+
+    /// Waits for exclusive use of the workspace's `cargo lambda` output.
+    ///
+    /// `cargo lambda build` moves each binary to `target/lambda/<binary>/bootstrap`
+    /// in place, so two builds of one workspace at once (two tests, or a test
+    /// beside `dev up`) fail to move it or copy a half-written file. Every
+    /// `sam build` of bridgectl takes this lock first; a `cargo lambda build`
+    /// started by hand does not.
+    async fn lock_builds(&self) -> Result<std::fs::File> {
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.base_dir.join("target"));
+        std::fs::create_dir_all(&target_dir).with_context(|| format!("cannot create {}", target_dir.display()))?;
+        let path = target_dir.join("bridgectl-sam-build.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the build lock {}", path.display()))?;
+        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            return Ok(file);
+        }
+        tracing::info!(lock = %path.display(), "waiting for another sam build of this workspace to finish");
+        tokio::task::spawn_blocking(move || flock(&file, libc::LOCK_EX).map(|()| file))
+            .await
+            .context("the build lock task panicked")?
+            .with_context(|| format!("cannot lock {}", path.display()))
     }
 
     /// Runs `sam deploy` of a built template to the emulator at `endpoint`.
@@ -232,6 +262,17 @@ impl SamCli {
         std::fs::write(self.config_dir.join("aws-empty-config"), "")
             .with_context(|| format!("cannot write {}", self.config_dir.display()))?;
         Ok(())
+    }
+}
+
+/// Applies flock(2) to a file; the lock lasts until the file is closed.
+fn flock(file: &std::fs::File, operation: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock only reads the descriptor, which `file` keeps open.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -1,6 +1,6 @@
 //! Corrections to what MiniStack 1.5.33 deploys, where it differs from AWS
 //! in a way that would stop the stack from working. Each one restores the
-//! value the template asks for; docs/local-stack.md ("Emulator gaps")
+//! value the template sets, and docs/local-stack.md ("Emulator gaps")
 //! describes the gap with a reproduction.
 
 use anyhow::{Context, Result};
