@@ -101,12 +101,12 @@ pub async fn run(command: DevCommand, format: Format) -> Result<i32> {
 }
 
 fn state_layout(state: &StateArgs, repo_root: &Path) -> StateLayout {
-    StateLayout::new(
-        state
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| repo_root.join("target").join("devstack")),
-    )
+    let dir = state
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| repo_root.join("target").join("devstack"));
+    // Absolute, so that paths in run.json and endpoints.json hold from any directory.
+    StateLayout::new(std::path::absolute(&dir).unwrap_or(dir))
 }
 
 fn current_repo_root() -> Result<PathBuf> {

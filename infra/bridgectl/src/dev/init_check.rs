@@ -148,6 +148,9 @@ async fn check_one(
     let runtime_api = listener.local_addr().context("Runtime API address")?;
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
+    // The child runs in the task root, where a relative path would no longer resolve.
+    let bootstrap = std::path::absolute(bootstrap).with_context(|| format!("invalid path {}", bootstrap.display()))?;
+    let bootstrap = bootstrap.as_path();
     let task_root: PathBuf = bootstrap.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut command = tokio::process::Command::new(bootstrap);
     command

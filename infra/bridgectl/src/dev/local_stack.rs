@@ -175,7 +175,17 @@ impl LocalStack {
         result
     }
 
-    async fn start_steps(options: StackOptions) -> Result<LocalStack> {
+    async fn start_steps(mut options: StackOptions) -> Result<LocalStack> {
+        // Child processes run in other directories, where relative paths would not resolve.
+        for path in [
+            &mut options.repo_root,
+            &mut options.template,
+            &mut options.destinations,
+            &mut options.state_dir,
+            &mut options.venv_dir,
+        ] {
+            *path = std::path::absolute(&*path).with_context(|| format!("invalid path {}", path.display()))?;
+        }
         let progress = &options.progress;
         let layout = options.layout();
 
