@@ -117,7 +117,7 @@ fn current_repo_root() -> Result<PathBuf> {
 async fn up(args: UpArgs, format: Format) -> Result<i32> {
     let repo_root = current_repo_root()?;
     let layout = state_layout(&args.state, &repo_root);
-    refuse_if_running(&layout)?;
+    reject_if_running(&layout)?;
 
     let mut options = StackOptions::new(&repo_root);
     options.state_dir = layout.dir.clone();
@@ -174,7 +174,7 @@ async fn up(args: UpArgs, format: Format) -> Result<i32> {
 
 /// Fails if the state directory's run record names a bridgectl or a
 /// MiniStack that is still running.
-fn refuse_if_running(layout: &StateLayout) -> Result<()> {
+fn reject_if_running(layout: &StateLayout) -> Result<()> {
     let run_file = layout.run_file();
     let Ok(record) = RunRecord::read(&run_file) else {
         return Ok(());

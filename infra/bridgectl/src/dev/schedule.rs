@@ -56,7 +56,7 @@ pub struct StackSchedule {
 }
 
 impl StackSchedule {
-    /// The payload the schedule sends at `time`: the target's `Input`, else a scheduled event.
+    /// Builds the payload the schedule sends at `time`: the target's `Input`, else a scheduled event.
     // NOTE: AWS documents only that EventBridge Scheduler sends "a default
     // notification" when a target has no Input. This sends the shape of an
     // EventBridge scheduled event, with source aws.scheduler.

@@ -3,7 +3,7 @@
 //! and secrets to the local stack.
 //!
 //! The mapping follows the template rather than a list of names. A function
-//! variable such as `DESTINATION_BASE_URL: !Ref AccountingBaseUrl` says that
+//! variable such as `DESTINATION_BASE_URL: !Ref AccountingBaseUrl` shows that
 //! the parameter `AccountingBaseUrl` is a destination's base URL. The
 //! function's `DESTINATION` variable names the destination, and
 //! `infra/destinations.yaml` gives its kind (`quickbooks`, `xero`, …), which
