@@ -6,7 +6,7 @@
 //! `ScheduleV2`) and EventBridge rules with a schedule expression
 //! (`AWS::Events::Rule`, SAM's `Schedule`) are both read from the stack.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -380,31 +380,16 @@ async fn tick(clients: Arc<LocalClients>, schedules: Vec<StackSchedule>, mut sto
             Some((schedule, zone, expression))
         })
         .collect();
-    // (schedule, local minute) pairs already fired, so that the repeated hour
-    // when clocks go back fires each local time once.
-    let mut fired: HashSet<(String, NaiveDateTime)> = HashSet::new();
-    let mut fired_once: BTreeMap<String, bool> = BTreeMap::new();
+    let mut tracker = DueTracker::default();
 
     loop {
         let now = Utc::now();
         for (schedule, zone, expression) in &parsed {
-            let local = now.with_timezone(zone).naive_local();
-            let minute = local
-                .with_second(0)
-                .and_then(|time| time.with_nanosecond(0))
-                .unwrap_or(local);
-            let due = match expression {
-                ScheduleExpression::Cron(cron) => cron.matches(minute) && fired.insert((schedule.name.clone(), minute)),
-                ScheduleExpression::At(time) => {
-                    local >= *time && !fired_once.insert(schedule.name.clone(), true).unwrap_or(false)
-                }
-                ScheduleExpression::Rate(_) => false,
-            };
-            if due {
+            if tracker.is_due(&schedule.name, zone, expression, now) {
                 tokio::spawn(fire(Arc::clone(&clients), schedule.clone(), now));
             }
         }
-        fired.retain(|(_, minute)| (now.naive_utc() - *minute).num_hours().abs() < 48);
+        tracker.forget_old(now);
 
         // Wake one second into the next minute.
         let into_minute =
@@ -414,6 +399,40 @@ async fn tick(clients: Arc<LocalClients>, schedules: Vec<StackSchedule>, mut sto
             _ = tokio::time::sleep(wait) => {}
             _ = stopped.wait_for(|stop| *stop) => return,
         }
+    }
+}
+
+/// The firings a ticker has made, so that each scheduled time fires once.
+#[derive(Debug, Default)]
+struct DueTracker {
+    /// (schedule, local minute) pairs already fired. Keyed by local time, so
+    /// that the hour repeated when clocks go back fires each local time once.
+    fired: HashSet<(String, NaiveDateTime)>,
+    /// at() schedules already fired.
+    fired_once: HashSet<String>,
+}
+
+impl DueTracker {
+    /// Returns whether a schedule is due at `now` and, if so, records it as fired.
+    // NOTE: a cron time inside the hour skipped when clocks go forward never
+    // matches a local minute, so it does not fire that day.
+    fn is_due(&mut self, name: &str, zone: &Tz, expression: &ScheduleExpression, now: DateTime<Utc>) -> bool {
+        let local = now.with_timezone(zone).naive_local();
+        let minute = local
+            .with_second(0)
+            .and_then(|time| time.with_nanosecond(0))
+            .unwrap_or(local);
+        match expression {
+            ScheduleExpression::Cron(cron) => cron.matches(minute) && self.fired.insert((name.to_owned(), minute)),
+            ScheduleExpression::At(time) => local >= *time && self.fired_once.insert(name.to_owned()),
+            ScheduleExpression::Rate(_) => false,
+        }
+    }
+
+    /// Forgets cron firings more than two days old.
+    fn forget_old(&mut self, now: DateTime<Utc>) {
+        self.fired
+            .retain(|(_, minute)| (now.naive_utc() - *minute).num_hours().abs() < 48);
     }
 }
 
@@ -531,6 +550,53 @@ mod tests {
         assert!(schedule(ScheduleService::EventsRule, "cron(0 6 * * ? *)", "UTC").emulator_fires_correctly());
         assert!(!schedule(ScheduleService::Scheduler, "cron(0 6 * * ? *)", "Asia/Shanghai").emulator_fires_correctly());
         assert!(!schedule(ScheduleService::Scheduler, "cron(0 6 * * ? *)", "Europe/London").emulator_fires_correctly());
+    }
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn cron_fires_at_local_time_once() {
+        let expression = ScheduleExpression::parse("cron(0 8 * * ? *)").unwrap();
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        let mut tracker = DueTracker::default();
+
+        // 08:00 in Shanghai is 00:00 UTC; 08:00 UTC is 16:00 there.
+        assert!(!tracker.is_due("upload", &shanghai, &expression, utc("2026-03-02T08:00:30Z")));
+        assert!(tracker.is_due("upload", &shanghai, &expression, utc("2026-03-02T00:00:30Z")));
+        assert!(!tracker.is_due("upload", &shanghai, &expression, utc("2026-03-02T00:00:50Z")));
+        assert!(tracker.is_due("upload", &shanghai, &expression, utc("2026-03-03T00:00:10Z")));
+    }
+
+    #[test]
+    fn repeated_hour_fires_once() {
+        let expression = ScheduleExpression::parse("cron(30 2 * * ? *)").unwrap();
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let mut tracker = DueTracker::default();
+
+        // On 2026-10-25 Berlin's clocks go back, so 02:30 local comes at 00:30 and 01:30 UTC.
+        assert!(tracker.is_due("nightly", &berlin, &expression, utc("2026-10-25T00:30:05Z")));
+        assert!(!tracker.is_due("nightly", &berlin, &expression, utc("2026-10-25T01:30:05Z")));
+    }
+
+    #[test]
+    fn at_fires_once_after_its_time() {
+        let expression = ScheduleExpression::parse("at(2026-03-01T09:00:00)").unwrap();
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let mut tracker = DueTracker::default();
+
+        assert!(!tracker.is_due("once", &berlin, &expression, utc("2026-03-01T07:59:00Z")));
+        assert!(tracker.is_due("once", &berlin, &expression, utc("2026-03-01T08:00:10Z")));
+        assert!(!tracker.is_due("once", &berlin, &expression, utc("2026-03-01T08:01:10Z")));
+    }
+
+    #[test]
+    fn rate_is_left_to_the_emulator() {
+        let expression = ScheduleExpression::parse("rate(1 minute)").unwrap();
+        let mut tracker = DueTracker::default();
+
+        assert!(!tracker.is_due("flush", &Tz::UTC, &expression, utc("2026-03-01T08:00:00Z")));
     }
 
     #[test]
