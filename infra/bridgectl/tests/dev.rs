@@ -183,6 +183,37 @@ fn interrupt_leaves_nothing_behind() {
     let fixture = std::fs::read(repo_root().join("tests/fixtures/recordengine/document-exported.json")).unwrap();
     let response = post(&endpoints.webhook_url, &endpoints.webhook_token, &fixture);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // The scheduled upload runs with its schedule's payload; the inbox is empty.
+    let fired = bridgectl(&[
+        "--json",
+        "dev",
+        "fire",
+        "ScheduledUploadFunction",
+        "--state-dir",
+        &state_arg,
+    ])
+    .output()
+    .expect("run bridgectl dev fire");
+    let fired_stdout = String::from_utf8_lossy(&fired.stdout);
+    assert!(
+        fired.status.success(),
+        "{fired_stdout}{}",
+        String::from_utf8_lossy(&fired.stderr)
+    );
+    let fired: serde_json::Value = serde_json::from_str(&fired_stdout).expect("dev fire --json prints JSON");
+    assert_eq!(
+        fired["payload"],
+        r#"{"source": "recordengine-bridge.scheduled-upload"}"#
+    );
+    assert_eq!(fired["invocation"]["status_code"], 200, "{fired}");
+    assert!(
+        fired["invocation"]["response"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"uploaded\": 0"),
+        "{fired}"
+    );
+
     let group = processes_in_group(record.emulator_pid);
     assert!(group.len() >= 2, "expected MiniStack and a function process: {group:?}");
     assert!(emulator_tmp.exists());
