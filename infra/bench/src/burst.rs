@@ -1,14 +1,16 @@
 //! Burst: many webhooks at once against the deployed local stack (`bridgectl
-//! dev up`), then a count at the QuickBooks sink of the bills they became.
+//! dev up`), then a count of what became of each accepted export.
 //!
 //! Each request is the documented payload with its own document id and
 //! invoice number, in USD, so the bundled rules route it to `accounting`
 //! only. An export counts as accepted when the webhook responds with 200 and
 //! `"status": "accepted"`. It is lost when no bill with its invoice number
-//! reaches the sink before the wait ends and its routed message is not in
-//! the accounting queue either, and duplicated when more than one bill
-//! reaches the sink. The sink returns the first bill for a repeated `requestid`,
-//! so bills are counted as distinct `requestid`s with response status 200.
+//! reaches the QuickBooks sink before the wait ends, the failure table has
+//! no record of it, and its routed message is in neither the accounting
+//! queue nor its dead-letter queue. It is duplicated when more than one bill
+//! reaches the sink. The sink returns the first bill for a repeated
+//! `requestid`, so bills are counted as distinct `requestid`s with response
+//! status 200.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,8 @@ struct Target {
     quickbooks_url: String,
     aws_endpoint_url: String,
     accounting_queue_url: String,
+    accounting_dead_letter_queue_url: String,
+    failure_table: String,
 }
 
 impl Target {
@@ -73,12 +77,19 @@ impl Target {
             webhook_token: field(&endpoints["webhook_token"], "webhook_token")?,
             quickbooks_url: field(&endpoints["sinks"]["quickbooks"], "sinks.quickbooks")?,
             aws_endpoint_url: field(&endpoints["aws_endpoint_url"], "aws_endpoint_url")?,
-            accounting_queue_url: endpoints["outputs"]["AccountingQueueUrl"]
-                .as_str()
-                .with_context(|| format!("{} has no outputs.AccountingQueueUrl", path.display()))?
-                .to_owned(),
+            accounting_queue_url: output(&endpoints, "AccountingQueueUrl", path)?,
+            accounting_dead_letter_queue_url: output(&endpoints, "AccountingDeadLetterQueueUrl", path)?,
+            failure_table: output(&endpoints, "FailureTableName", path)?,
         })
     }
+}
+
+/// Reads one of the stack's CloudFormation outputs from `endpoints.json`.
+fn output(endpoints: &Value, name: &str, path: &Path) -> Result<String> {
+    endpoints["outputs"][name]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} has no outputs.{name}", path.display()))
 }
 
 /// A `bridgectl dev up` this run started; stopped with SIGINT, as Ctrl-C stops it.
@@ -170,6 +181,7 @@ impl Drop for StartedStack {
 
 /// One webhook request's result.
 struct Sent {
+    document_id: i64,
     invoice_number: String,
     status: Option<u16>,
     accepted: bool,
@@ -228,7 +240,8 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
         let url = target.webhook_url.clone();
         let token = target.webhook_token.clone();
         let invoice_number = format!("BURST-{run_id}-{index}");
-        let body = payload(first_id + index as i64, &invoice_number);
+        let document_id = first_id + index as i64;
+        let body = payload(document_id, &invoice_number);
         tasks.push(tokio::spawn(async move {
             let sent_at = Instant::now();
             let response = client
@@ -248,6 +261,7 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
             };
             drop(permit);
             Sent {
+                document_id,
                 invoice_number,
                 status,
                 accepted,
@@ -279,21 +293,40 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
         elapsed.as_secs_f64()
     );
 
-    let bills = wait_for_bills(&client, &target.quickbooks_url, &accepted, options.settle_timeout).await?;
-    // Exports without a bill may still wait in the queue, for example when no dispatcher runs.
-    let queued = messages_in_queue(&target.aws_endpoint_url, &target.accounting_queue_url).await?;
+    let document_ids: BTreeMap<String, i64> = sent
+        .iter()
+        .map(|sent| (sent.invoice_number.clone(), sent.document_id))
+        .collect();
+    let aws = LocalAws::new(&target.aws_endpoint_url)?;
+    let (bills, failed) =
+        wait_for_outcomes(&client, &aws, target, &accepted, &document_ids, options.settle_timeout).await?;
+    // Exports without a bill or a failure record may still wait in a queue. A
+    // dispatcher may hold some messages right now or have deferred them with
+    // a delay. The scan cannot see those, so they are only counted.
+    let hidden = aws.hidden_messages(&target.accounting_queue_url).await?;
+    let mut queued = aws.messages_in_queue(&target.accounting_queue_url).await?;
+    let dead_lettered = aws.messages_in_queue(&target.accounting_dead_letter_queue_url).await?;
+    for (number, count) in &dead_lettered {
+        *queued.entry(number.clone()).or_default() += count;
+    }
+
+    let recorded_failure = |number: &String| document_ids.get(number).is_some_and(|id| failed.contains(id));
     let billed = accepted.iter().filter(|number| bills.contains_key(*number)).count();
+    let failed_count = accepted
+        .iter()
+        .filter(|number| !bills.contains_key(*number) && recorded_failure(number))
+        .count();
     let waiting = accepted
         .iter()
-        .filter(|number| !bills.contains_key(*number) && queued.contains_key(*number))
+        .filter(|number| !bills.contains_key(*number) && !recorded_failure(number) && queued.contains_key(*number))
         .count();
-    let lost = accepted
-        .iter()
-        .filter(|number| !bills.contains_key(*number) && !queued.contains_key(*number))
-        .count();
+    // Hidden messages cannot be matched to invoice numbers, so they only lower the count.
+    let lost = (accepted.len() - billed - failed_count - waiting).saturating_sub(hidden as usize);
     let queued_twice = queued.values().filter(|count| **count > 1).count();
     println!(
-        "burst: {billed} accepted exports have a bill, {waiting} more have their message in the accounting queue, {lost} have neither"
+        "burst: of {} accepted exports, {billed} have a bill, {failed_count} a failure record, \
+         {waiting} a message in a queue, and {lost} none of these",
+        accepted.len()
     );
     let duplicated = bills.values().filter(|count| **count > 1).count();
     let unexpected = bills.keys().filter(|number| !accepted.contains(*number)).count();
@@ -310,13 +343,19 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
             "accepted exports with a bill at the QuickBooks sink, waiting at most {} s",
             options.settle_timeout.as_secs()
         )),
+        Figure::new("burst.failed", "count", failed_count as f64).with_detail(
+            "accepted exports without a bill that the failure table records for accounting (dead-lettered)",
+        ),
         Figure::new("burst.queued", "count", waiting as f64).with_detail(format!(
-            "accepted exports without a bill whose message is still in the accounting queue; \
+            "accepted exports with neither, whose message is in the accounting queue or its dead-letter queue; \
              {queued_twice} invoice numbers have more than one message there"
         )),
         Figure::new("burst.lost", "count", lost as f64)
             .with_target(0.0)
-            .with_detail("accepted exports with neither a bill nor a message in the accounting queue"),
+            .with_detail(format!(
+                "accepted exports with no bill, no failure record and no queued message, less the \
+                 {hidden} messages the accounting queue held invisible (in flight or delayed) when it was read"
+            )),
         Figure::new("burst.duplicated", "count", duplicated as f64)
             .with_target(0.0)
             .with_detail(format!(
@@ -327,91 +366,177 @@ async fn burst(options: &BurstOptions, target: &Target) -> Result<Vec<Figure>> {
     ])
 }
 
-/// Polls the sink until every accepted invoice has a bill, nothing changed
-/// for a minute, or `timeout` passed. Returns bills per invoice number.
-async fn wait_for_bills(
+/// Polls the sink and the failure table until every accepted export has a
+/// bill or a failure record, nothing changed for a minute, or `timeout`
+/// passed. Returns bills per invoice number and the failed document ids.
+async fn wait_for_outcomes(
     client: &reqwest::Client,
-    sink: &str,
+    aws: &LocalAws,
+    target: &Target,
     accepted: &BTreeSet<String>,
+    document_ids: &BTreeMap<String, i64>,
     timeout: Duration,
-) -> Result<BTreeMap<String, usize>> {
+) -> Result<(BTreeMap<String, usize>, BTreeSet<i64>)> {
     let started = Instant::now();
     let mut last_count = 0;
     let mut last_change = Instant::now();
     loop {
-        let bills = bills_at_sink(client, sink).await?;
-        let count = accepted.iter().filter(|number| bills.contains_key(*number)).count();
-        if count != last_count {
-            last_count = count;
+        let bills = bills_at_sink(client, &target.quickbooks_url).await?;
+        let failed = aws.failed_documents(&target.failure_table).await?;
+        let billed = accepted.iter().filter(|number| bills.contains_key(*number)).count();
+        let settled = accepted
+            .iter()
+            .filter(|number| {
+                bills.contains_key(*number) || document_ids.get(*number).is_some_and(|id| failed.contains(id))
+            })
+            .count();
+        if settled != last_count {
+            last_count = settled;
             last_change = Instant::now();
         }
         println!(
-            "burst: {count} of {} accepted exports have a bill ({:.0} s)",
+            "burst: {billed} bills and {} failure records for {} accepted exports ({:.0} s)",
+            settled - billed,
             accepted.len(),
             started.elapsed().as_secs_f64()
         );
         let stalled = last_change.elapsed() > Duration::from_secs(60);
-        if count == accepted.len() || stalled || started.elapsed() > timeout {
+        if settled == accepted.len() || stalled || started.elapsed() > timeout {
             // One more read catches duplicates that arrive just after the last bill.
             tokio::time::sleep(Duration::from_secs(5)).await;
-            return bills_at_sink(client, sink).await;
+            let bills = bills_at_sink(client, &target.quickbooks_url).await?;
+            let failed = aws.failed_documents(&target.failure_table).await?;
+            return Ok((bills, failed));
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
 
-/// Routed messages per invoice number in the queue at `queue_url`, read
-/// without deleting them. Each message read stays invisible for 10 minutes,
-/// so the scan counts every message once.
-async fn messages_in_queue(endpoint: &str, queue_url: &str) -> Result<BTreeMap<String, usize>> {
-    if !endpoint.starts_with("http://127.0.0.1:") {
-        bail!("the AWS endpoint {endpoint} is not on 127.0.0.1; the burst only reads a local emulator");
-    }
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
-            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "bridge-bench"),
-        ))
-        .build();
-    let sqs = aws_sdk_sqs::Client::new(&config);
+/// SQS and DynamoDB clients for the local stack's emulator.
+struct LocalAws {
+    sqs: aws_sdk_sqs::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+}
 
-    let mut message_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut empty_receives = 0;
-    // Bounded: 1,000 rounds of 10 messages cover the largest burst, 10,000 requests.
-    for _ in 0..1000 {
-        let response = sqs
-            .receive_message()
+impl LocalAws {
+    fn new(endpoint: &str) -> Result<LocalAws> {
+        if !endpoint.starts_with("http://127.0.0.1:") {
+            bail!("the AWS endpoint {endpoint} is not on 127.0.0.1; the burst only reads a local emulator");
+        }
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+                aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "bridge-bench"),
+            ))
+            .build();
+        Ok(LocalAws {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        })
+    }
+
+    /// Counts routed messages per invoice number in the queue at `queue_url`,
+    /// without deleting them. Each message read stays invisible for 10
+    /// minutes, so the scan counts every message once.
+    async fn messages_in_queue(&self, queue_url: &str) -> Result<BTreeMap<String, usize>> {
+        let mut message_ids: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut empty_receives = 0;
+        // Bounded: 1,000 rounds of 10 messages cover the largest burst, 10,000 requests.
+        for _ in 0..1000 {
+            let response = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(600)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .with_context(|| format!("SQS ReceiveMessage on {queue_url} failed"))?;
+            let messages = response.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty_receives += 1;
+                if empty_receives == 3 {
+                    break;
+                }
+                continue;
+            }
+            empty_receives = 0;
+            for message in messages {
+                let body: Value = serde_json::from_str(message.body().unwrap_or_default()).unwrap_or(Value::Null);
+                let Some(number) = body["payload"]["extracted_fields"]["invoice_number"].as_str() else {
+                    continue;
+                };
+                let id = message.message_id().unwrap_or_default().to_owned();
+                message_ids.entry(number.to_owned()).or_default().insert(id);
+            }
+        }
+        Ok(message_ids
+            .into_iter()
+            .map(|(number, ids)| (number, ids.len()))
+            .collect())
+    }
+
+    /// Returns the approximate number of messages that a receive cannot return now:
+    /// received by a consumer and not yet deleted, or delayed.
+    async fn hidden_messages(&self, queue_url: &str) -> Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+
+        let names = [
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
             .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .wait_time_seconds(0)
+            .set_attribute_names(Some(names.to_vec()))
             .send()
             .await
-            .with_context(|| format!("SQS ReceiveMessage on {queue_url} failed"))?;
-        let messages = response.messages.unwrap_or_default();
-        if messages.is_empty() {
-            empty_receives += 1;
-            if empty_receives == 3 {
+            .with_context(|| format!("SQS GetQueueAttributes on {queue_url} failed"))?;
+        let count = |name: &QueueAttributeName| -> u64 {
+            attributes
+                .attributes()
+                .and_then(|map| map.get(name))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_default()
+        };
+        Ok(names.iter().map(count).sum())
+    }
+
+    /// Returns the document ids of the failure table's `accounting` records.
+    async fn failed_documents(&self, table: &str) -> Result<BTreeSet<i64>> {
+        let mut ids = BTreeSet::new();
+        let mut start_key = None;
+        // Bounded: a burst leaves at most 10,000 records, far fewer than 1,000 pages.
+        for _ in 0..1000 {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .with_context(|| format!("DynamoDB Scan of {table} failed"))?;
+            for item in page.items() {
+                let destination = item.get("destination").and_then(|value| value.as_s().ok());
+                let document_id = item
+                    .get("document_id")
+                    .and_then(|value| value.as_n().ok())
+                    .and_then(|text| text.parse().ok());
+                if let (Some("accounting"), Some(id)) = (destination.map(String::as_str), document_id) {
+                    ids.insert(id);
+                }
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
                 break;
             }
-            continue;
         }
-        empty_receives = 0;
-        for message in messages {
-            let body: Value = serde_json::from_str(message.body().unwrap_or_default()).unwrap_or(Value::Null);
-            let Some(number) = body["payload"]["extracted_fields"]["invoice_number"].as_str() else {
-                continue;
-            };
-            let id = message.message_id().unwrap_or_default().to_owned();
-            message_ids.entry(number.to_owned()).or_default().insert(id);
-        }
+        Ok(ids)
     }
-    Ok(message_ids
-        .into_iter()
-        .map(|(number, ids)| (number, ids.len()))
-        .collect())
 }
 
 /// Bills per invoice number at the QuickBooks sink: distinct `requestid`s of
