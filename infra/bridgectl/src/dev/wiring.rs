@@ -419,10 +419,10 @@ mod tests {
     const TEMPLATE: &str = r#"
 Parameters:
   RecordEngineBaseUrl: { Type: String, Default: "" }
-  AccountingBaseUrl: { Type: String, Default: https://quickbooks.api.intuit.com }
-  AccountingTokenUrl: { Type: String, Default: https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer }
+  AccountingBaseUrl: { Type: String }
+  AccountingTokenUrl: { Type: String }
   ChinaAccountingUrl: { Type: String, Default: https://china-accounting.invalid/api/bills }
-  WeComBaseUrl: { Type: String, Default: https://qyapi.weixin.qq.com }
+  WeComBaseUrl: { Type: String }
   PartnerApiUrl: { Type: String, Default: https://partner.example.com/api }
   LogLevel: { Type: String, Default: info }
   AlertEmail: { Type: String }
