@@ -38,7 +38,12 @@ enum Command {
     Sweep(bridgectl::sweep::SweepArgs),
 }
 
+/// Exit status after the reader closed stdout early, as in `bridgectl dlq list | head`. It is
+/// the status a shell reports for `cat` or `grep` ended by SIGPIPE there (128 + 13).
+const BROKEN_PIPE_EXIT: i32 = 141;
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -73,5 +78,46 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Installs a panic hook that ends the process quietly when printing to stdout failed because the
+/// reader closed the pipe, and leaves every other panic to the default hook.
+///
+/// Rust ignores SIGPIPE, so `println!` panics on EPIPE. The subcommands print with `println!`
+/// throughout, and restoring the default SIGPIPE action instead would also let a peer that closes
+/// a socket kill `bridgectl dev up`, whose local servers run in this process.
+fn exit_quietly_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload_as_str().is_some_and(is_stdout_broken_pipe) {
+            std::process::exit(BROKEN_PIPE_EXIT);
+        }
+        default_hook(info);
+    }));
+}
+
+/// Checks whether a panic message is the one `println!` raises when stdout is a closed pipe.
+fn is_stdout_broken_pipe(message: &str) -> bool {
+    let broken_pipe = std::io::Error::from_raw_os_error(libc::EPIPE).to_string();
+    message.starts_with("failed printing to stdout") && message.contains(&broken_pipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_message_is_recognised() {
+        assert!(is_stdout_broken_pipe(
+            "failed printing to stdout: Broken pipe (os error 32)"
+        ));
+        assert!(!is_stdout_broken_pipe(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!is_stdout_broken_pipe(
+            "failed printing to stderr: Broken pipe (os error 32)"
+        ));
+        assert!(!is_stdout_broken_pipe("index out of bounds"));
     }
 }
