@@ -1170,3 +1170,44 @@ async fn xero_timeout_is_looked_up_before_create() {
     assert_eq!(invoices[0]["InvoiceID"], remote_id.as_str());
     assert_eq!(requests(&sink, "PUT", "/api.xro/2.0/Invoices").await.len(), 1);
 }
+
+#[tokio::test]
+async fn vendor_lookup_is_cached_per_environment() {
+    let stack = Stack::create().await;
+    let sink = start_quickbooks(QuickBooksConfig::default()).await.unwrap();
+    let secret = stack.secret(&quickbooks_secret()).await;
+    let mut config = stack.config("accounting", sink.base_url(), None, Some(&secret));
+    // One record at a time: two concurrent first lookups may both query, by design.
+    config.concurrency = 1;
+    let settings = "version: test\ndestinations:\n  accounting:\n    kind: quickbooks\n    base_url: x\n    \
+                    token_url: x\n    expense_account_id: \"7\"\n    vendor_lookup: true\n";
+    let engine = stack.engine(&config, settings);
+    for document_id in [211, 212] {
+        let message = routed("accounting", document_id, Approval::Required, |payload| {
+            payload["extracted_fields"]["invoice_number"] = json!(format!("INV-{document_id}"));
+        });
+        stack.send(&body(&message)).await;
+    }
+
+    let event = stack.receive().await;
+    let report = stack.run(&engine, &event).await;
+
+    assert!(report.failed_ids().is_empty(), "{report:?}");
+    let bills = quickbooks_bills(&sink).await;
+    assert_eq!(bills.len(), 2);
+    assert!(
+        bills.iter().all(|bill| bill["VendorRef"]["value"] == "5001"),
+        "{bills:?}"
+    );
+    let vendor_queries: Vec<Value> = requests(&sink, "GET", &format!("/v3/company/{REALM}/query"))
+        .await
+        .into_iter()
+        .filter(|request| {
+            request["query"]["query"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Vendor")
+        })
+        .collect();
+    assert_eq!(vendor_queries.len(), 1, "the second Bill reuses the vendor id");
+}

@@ -84,11 +84,21 @@ pub struct QuickBooks {
     settings: QuickBooksSettings,
     http: HttpClient,
     oauth: Arc<OAuthClient>,
+    /// Vendor ids found by DisplayName, by `(realm id, display name)`. Looking a
+    /// vendor up for every Bill would spend the company's request budget on
+    /// queries; an execution environment lives minutes to hours, so a renamed
+    /// vendor is picked up when it ends.
+    vendor_cache: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl QuickBooks {
     pub fn new(settings: QuickBooksSettings, http: HttpClient, oauth: Arc<OAuthClient>) -> Self {
-        QuickBooks { settings, http, oauth }
+        QuickBooks {
+            settings,
+            http,
+            oauth,
+            vendor_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
     async fn realm_id(&self) -> Result<String, DispatchError> {
@@ -150,6 +160,10 @@ impl QuickBooks {
         {
             return Ok(id.clone());
         }
+        let cache_key = (realm_id.to_owned(), vendor.to_owned());
+        if let Some(id) = self.cached_vendor(&cache_key) {
+            return Ok(id);
+        }
         if self.settings.vendor_lookup {
             let query = format!("select * from Vendor where DisplayName = '{}'", escape_query(vendor));
             let url = with_query(
@@ -170,6 +184,10 @@ impl QuickBooks {
                 .and_then(|body| body.pointer("/QueryResponse/Vendor/0/Id").cloned())
                 .and_then(|id| id.as_str().map(str::to_owned))
             {
+                self.vendor_cache
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(cache_key, id.clone());
                 return Ok(id);
             }
         }
@@ -178,6 +196,14 @@ impl QuickBooks {
                 "no QuickBooks vendor for {vendor:?}: add it to vendors in the destination settings or create it in QuickBooks"
             ))
         })
+    }
+
+    fn cached_vendor(&self, key: &(String, String)) -> Option<String> {
+        self.vendor_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Looks a Bill up by document number (and vendor); returns its id.
