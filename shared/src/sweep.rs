@@ -162,16 +162,8 @@ where
     sweep_uploads(intake, table, since, &mut report).await?;
     sweep_deliveries(table, options, since, now, &mut report).await?;
 
-    tracing::info!(
-        archived_scanned = report.archived_scanned,
-        unrouted = report.unrouted.len(),
-        still_unrouted = report.still_unrouted(),
-        unreadable = report.unreadable.len(),
-        pending_uploads = report.pending_uploads.len(),
-        undelivered = report.undelivered.len(),
-        fix = options.fix,
-        "sweep finished"
-    );
+    // No summary is logged here: the sweep function logs one `sweep summary`
+    // line with the alert counts as well, and `bridgectl sweep` prints the report.
     Ok(report)
 }
 

@@ -97,6 +97,7 @@ impl<A: RawArchive, S: DocumentStore, Q: MessageQueue> App<A, S, Q> {
             pending_uploads = report.pending_uploads.len(),
             undelivered = report.undelivered.len(),
             truncated = report.truncated,
+            fix = self.options.fix,
             alerts_sent = summary.alerts_sent,
             alerts_suppressed = summary.alerts_suppressed,
             alert_failures = summary.alert_failures,
