@@ -48,7 +48,7 @@ fn every_fixture_has_a_scenario() {
             assert!(scenarios.find(&name).is_some(), "no scenario for {name}");
         }
     }
-    assert_eq!(scenarios.len(), 9);
+    assert_eq!(scenarios.len(), 10);
 }
 
 #[test]
