@@ -61,6 +61,14 @@ bench: $(VENV)/ministack/.installed $(VENV)/sam/.installed
 # Ctrl-C (docs/local-stack.md). DEV_ARGS passes options to bridgectl dev up,
 # e.g. DEV_ARGS='--parameter LogLevel=debug'.
 DEV_ARGS ?=
+DEMO_ARGS ?=
+
+# The main job on the bundled invoices (docs/local-stack.md): a local stack
+# of its own, every invoice dropped into S3, one delivery faulted into the
+# dead-letter queue and redriven; writes target/demo/report.json and exits 0
+# only when every document reached its destinations exactly once.
+demo: $(VENV)/ministack/.installed $(VENV)/sam/.installed
+	$(CARGO) run -p bridgectl -- dev demo $(DEMO_ARGS)
 
 dev: $(VENV)/ministack/.installed $(VENV)/sam/.installed
 	$(CARGO) run -p bridgectl -- dev up $(DEV_ARGS)

@@ -226,3 +226,38 @@ async fn missing_variable_names_function() {
     );
     let _ = std::fs::remove_dir_all(state_dir);
 }
+
+/// The main flows and the failure flow, as `make demo` runs them: every
+/// invoice dropped into S3 (some for the scheduled run, one mapped by
+/// metadata, one naming a HubSpot deal), routed by the bundled rules and
+/// delivered once; the faulted CRM delivery dead-lettered, alerted,
+/// redriven and delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_delivers_every_document_once() {
+    let stack = options("demo");
+    let state_dir = stack.state_dir.clone();
+    let mut demo = bridgectl::demo::DemoOptions::new(repo_root());
+    demo.stack = stack;
+
+    let report = bridgectl::demo::run_demo(demo)
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+
+    let text = serde_json::to_string_pretty(&report).unwrap();
+    assert!(report.ok, "{text}");
+    assert!(report.documents.len() >= 10, "{text}");
+    assert!(report.rules_fired.values().all(|count| *count > 0), "{text}");
+    assert!(
+        report
+            .documents
+            .iter()
+            .flat_map(|document| &document.results)
+            .all(|result| result.status == "done" && result.deliveries == 1),
+        "{text}"
+    );
+    assert_eq!(report.dlq.destination, "crm", "{text}");
+    assert!(report.dlq.faulted_requests >= 1, "{text}");
+    assert!(report.dlq.alerted && report.dlq.redriven, "{text}");
+    assert_eq!(report.dlq.delivered_after_redrive, 1, "{text}");
+    let _ = std::fs::remove_dir_all(state_dir);
+}

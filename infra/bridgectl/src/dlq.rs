@@ -407,7 +407,9 @@ pub fn default_rate(kind: &str) -> u32 {
     }
 }
 
-fn destination_kinds(path: Option<&PathBuf>) -> Result<BTreeMap<String, &'static str>> {
+/// Reads each destination's kind (`quickbooks`, `http_json`, …) from a
+/// destination settings file, or from the bundled one when `path` is `None`.
+pub fn destination_kinds(path: Option<&PathBuf>) -> Result<BTreeMap<String, &'static str>> {
     let (text, name) = match path {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -482,6 +484,11 @@ fn refusal(failure: &StoredFailure, error_class_filter: Option<&str>) -> Option<
 
 async fn redrive(args: RedriveArgs, format: Format) -> Result<i32> {
     let resources = args.stack.resolve().await?;
+    redrive_with(args, resources, format).await
+}
+
+/// Runs `dlq redrive` against resources the caller resolved; returns the exit code.
+pub async fn redrive_with(args: RedriveArgs, resources: Resources, format: Format) -> Result<i32> {
     let store = failure_store(&resources)?;
     let kinds = destination_kinds(args.destinations.as_ref())?;
     let mut failures = select(

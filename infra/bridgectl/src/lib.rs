@@ -4,6 +4,7 @@
 
 pub mod age;
 pub mod aws;
+pub mod demo;
 pub mod dev;
 pub mod dlq;
 pub mod doc;

@@ -87,6 +87,13 @@ impl StackArgs {
     /// is given, and applies the explicit options over them.
     pub async fn resolve(&self) -> Result<Resources> {
         let sdk_config = self.aws.load().await?;
+        self.resolve_with(sdk_config).await
+    }
+
+    /// Like [`StackArgs::resolve`], with an AWS configuration the caller
+    /// built (the local stack's, for example) instead of `--profile`,
+    /// `--region` and `--endpoint-url`.
+    pub async fn resolve_with(&self, sdk_config: SdkConfig) -> Result<Resources> {
         let clients = Clients::new(&sdk_config);
         let (outputs, parameters) = match &self.stack {
             Some(stack) => stack_outputs(&sdk_config, stack).await?,

@@ -29,6 +29,11 @@ pub enum DevCommand {
     Fire(FireArgs),
     /// Prints the endpoints of the running local stack.
     Status(StateArgs),
+    /// Runs the main job on the bundled invoices on a local stack of its own: drops them into S3,
+    /// fires the scheduled upload, fails one delivery into the dead-letter queue and redrives it,
+    /// prints one row per document and writes target/demo/report.json. Exits 0 only when every
+    /// document reached its destinations exactly once.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// The state directory option shared by the `dev` subcommands.
@@ -97,6 +102,7 @@ pub async fn run(command: DevCommand, format: Format) -> Result<i32> {
         DevCommand::Down(args) => down(args, format),
         DevCommand::Fire(args) => fire(args, format).await,
         DevCommand::Status(args) => status(args, format),
+        DevCommand::Demo(args) => crate::demo::run(args, format).await,
     }
 }
 
