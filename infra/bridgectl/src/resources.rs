@@ -30,17 +30,16 @@ const QUEUE_OUTPUTS: [(&str, &str, &str); 5] = [
 pub struct StackArgs {
     #[command(flatten)]
     pub aws: AwsOptions,
-    /// CloudFormation stack whose outputs name the tables, bucket and queues [env: BRIDGE_STACK].
+    /// CloudFormation stack whose outputs name the tables, bucket and queues.
     #[arg(long, value_name = "NAME", env = "BRIDGE_STACK")]
     pub stack: Option<String>,
-    /// DynamoDB failure table; overrides the stack's FailureTableName output [env: FAILURE_TABLE].
+    /// DynamoDB failure table; overrides the stack's FailureTableName output.
     #[arg(long, value_name = "NAME", env = "FAILURE_TABLE")]
     pub failure_table: Option<String>,
-    /// DynamoDB document table; overrides the stack's DocumentTableName output [env: DOCUMENT_TABLE].
+    /// DynamoDB document table; overrides the stack's DocumentTableName output.
     #[arg(long, value_name = "NAME", env = "DOCUMENT_TABLE")]
     pub document_table: Option<String>,
-    /// S3 bucket of archived webhook bodies; overrides the stack's ArchiveBucketName output
-    /// [env: ARCHIVE_BUCKET].
+    /// S3 bucket of archived webhook bodies; overrides the stack's ArchiveBucketName output.
     #[arg(long, value_name = "NAME", env = "ARCHIVE_BUCKET")]
     pub archive_bucket: Option<String>,
     /// Queue URL of a destination as DESTINATION=URL, such as accounting=https://sqs…;

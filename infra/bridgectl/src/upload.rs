@@ -38,12 +38,11 @@ pub struct UploadArgs {
     /// RecordEngine extraction profile id [default: the folder's profile].
     #[arg(long = "profile-id", value_name = "ID")]
     pub profile_id: Option<i64>,
-    /// Base URL of the RecordEngine instance; overrides the stack's RecordEngineBaseUrl parameter
-    /// [env: RECORDENGINE_BASE_URL].
+    /// Base URL of the RecordEngine instance; overrides the stack's RecordEngineBaseUrl parameter.
     #[arg(long, value_name = "URL", env = "RECORDENGINE_BASE_URL")]
     pub recordengine_url: Option<String>,
     /// Secrets Manager secret (ARN or name) holding the RecordEngine API token; overrides the
-    /// stack's RecordEngineApiTokenSecretArn output [env: RECORDENGINE_TOKEN_SECRET_ARN].
+    /// stack's RecordEngineApiTokenSecretArn output.
     #[arg(long, value_name = "ARN", env = "RECORDENGINE_TOKEN_SECRET_ARN")]
     pub token_secret: Option<String>,
 }
