@@ -316,6 +316,13 @@ fn receive_count(message: &SqsMessage) -> i64 {
         .unwrap_or(0)
 }
 
+/// Returns the queue a dead letter came from: SQS's `DeadLetterQueueSourceArn`
+/// when set, else the queue of the destination the message names (each
+/// dead-letter queue of the stack serves one queue), else the component that
+/// dead-lettered it, else `unknown`.
+// NOTE: the SQS events that MiniStack 1.5.33's event source mappings deliver
+// lack DeadLetterQueueSourceArn, so on the local stack the destination's queue
+// is what is recorded.
 fn source_queue(message: &SqsMessage, queues: &QueueMap, destination: &str, recorded_by: Option<&str>) -> String {
     if let Some(arn) = message
         .attributes
@@ -324,9 +331,7 @@ fn source_queue(message: &SqsMessage, queues: &QueueMap, destination: &str, reco
     {
         return arn.clone();
     }
-    if recorded_by.is_some()
-        && let Some(url) = queues.source_queues.get(destination)
-    {
+    if let Some(url) = queues.source_queues.get(destination) {
         return url.clone();
     }
     recorded_by.map(str::to_owned).unwrap_or_else(|| "unknown".into())
@@ -527,6 +532,37 @@ mod tests {
         assert_ne!(own, from_source);
         assert!(own.starts_with("dlq-"), "{own}");
         assert_eq!(own.len(), 28, "{own}");
+    }
+
+    #[test]
+    fn source_queue_fallbacks() {
+        let queues = QueueMap {
+            dead_letter_queues: BTreeMap::new(),
+            source_queues: BTreeMap::from([(
+                "accounting".to_owned(),
+                "http://127.0.0.1:4566/000000000000/stack-AccountingQueue-1".to_owned(),
+            )]),
+        };
+        let mut message = SqsMessage::default();
+
+        assert_eq!(
+            source_queue(&message, &queues, "accounting", None),
+            "http://127.0.0.1:4566/000000000000/stack-AccountingQueue-1"
+        );
+        assert_eq!(source_queue(&message, &queues, "crm", None), "unknown");
+        assert_eq!(
+            source_queue(&message, &queues, "crm", Some("dispatch-crm")),
+            "dispatch-crm"
+        );
+
+        message.attributes.insert(
+            SOURCE_ARN_ATTRIBUTE.to_owned(),
+            "arn:aws:sqs:us-east-1:000000000000:stack-AccountingQueue-1".to_owned(),
+        );
+        assert_eq!(
+            source_queue(&message, &queues, "accounting", None),
+            "arn:aws:sqs:us-east-1:000000000000:stack-AccountingQueue-1"
+        );
     }
 
     #[test]
