@@ -85,7 +85,7 @@ impl InboundSettings {
         let mapping = load_contact_mapping(self.contact_mapping_source.as_deref(), clients)
             .await
             .map_err(|error| ConfigError(error.0))?;
-        tracing::info!(source = %mapping.source_name, version = ?mapping.version, prefixes = mapping.prefixes.len(),
+        tracing::info!(source = %mapping.source_name, version = mapping.version.as_deref().unwrap_or("none"), prefixes = mapping.prefixes.len(),
             "contact mapping loaded");
         let rules = MappingRules::new(mapping, &[&self.inbox_prefix, &self.scheduled_prefix]);
 

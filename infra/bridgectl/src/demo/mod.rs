@@ -137,7 +137,7 @@ pub async fn run(args: DemoArgs, format: Format) -> Result<i32> {
 
     match format {
         Format::Json => print_json(&report),
-        Format::Table => print_report(&report, &report_file),
+        Format::Table => print_report(&report, report_file.strip_prefix(&cwd).unwrap_or(&report_file)),
     }
     Ok(if report.ok { 0 } else { 1 })
 }

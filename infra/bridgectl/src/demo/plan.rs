@@ -121,7 +121,8 @@ pub fn plan_drops(dir: &Path) -> Result<Vec<PlannedDrop>> {
     }
     if names.is_empty() {
         bail!(
-            "{} contains no file of a type RecordEngine accepts ({})",
+            "{} contains no file of a type RecordEngine accepts ({}): add some, or leave out \
+             --fixtures to use the bundled invoices",
             dir.display(),
             ACCEPTED_EXTENSIONS.join(", ")
         );
