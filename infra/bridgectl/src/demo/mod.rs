@@ -13,8 +13,9 @@
 //! It passes only when every document reached the destinations the bundled
 //! rules give it exactly once (counted at the sinks), every bundled rule
 //! fired, and the faulted delivery was recorded, alerted, redriven and
-//! delivered once. It writes `target/demo/report.json` either way and
-//! stops everything it started.
+//! delivered once. Once every stage has finished it writes
+//! `target/demo/report.json`, passed or not. A stage that times out ends the
+//! run with an error and no report. Either way it stops everything it started.
 
 pub mod admin;
 pub mod plan;
