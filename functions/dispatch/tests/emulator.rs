@@ -966,7 +966,8 @@ async fn large_payload_is_read_from_the_archive() {
 async fn loopback_guard_rejects_real_hosts() {
     let stack = Stack::create().await;
     let secret = stack.secret(&quickbooks_secret()).await;
-    let config = stack.config("accounting", "https://quickbooks.api.intuit.com", None, Some(&secret));
+    // A documentation address (RFC 5737), so that a failing guard reaches no real service.
+    let config = stack.config("accounting", "https://192.0.2.1", None, Some(&secret));
     let engine = stack.engine(&config, &quickbooks_settings());
     stack
         .send(&body(&routed("accounting", 207, Approval::Required, |_| {})))

@@ -98,7 +98,9 @@ fn up_rejects_real_destination() {
         "--state-dir",
         &state_arg,
         "--parameter",
-        "AccountingBaseUrl=https://quickbooks.api.intuit.com",
+        // 192.0.2.1 is a documentation address (RFC 5737): should the check ever
+        // let it through, no real service is at the other end.
+        "AccountingBaseUrl=https://192.0.2.1",
     ])
     .stdin(Stdio::null())
     .output()
@@ -107,7 +109,7 @@ fn up_rejects_real_destination() {
 
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("parameter AccountingBaseUrl"), "{stderr}");
-    assert!(stderr.contains("host quickbooks.api.intuit.com"), "{stderr}");
+    assert!(stderr.contains("host 192.0.2.1"), "{stderr}");
     assert!(!stderr.contains("sam build"), "it got as far as the build: {stderr}");
     assert!(!state.join("run.json").exists());
     assert!(!state.join("ministack").exists());
