@@ -1,13 +1,15 @@
 //! `bridgectl dev demo` (`make demo`): the main job on the bundled invoices,
 //! start to finish, on the local stack.
 //!
-//! The demo deploys the stack as `bridgectl dev up` does, makes the HubSpot
-//! sink return 503 with `Retry-After: 1`, drops every invoice into the inbox
-//! bucket (three under `scheduled/`, which it then uploads by invoking the
-//! scheduled upload function with its schedule's payload), and waits until
-//! each export is routed and each route is delivered or dead-lettered. The
-//! one document routed to the CRM goes through its retries into the
-//! dead-letter queue and an alert; the demo then clears the fault, runs
+//! The demo deploys the stack as `bridgectl dev up` does and makes the
+//! HubSpot sink return 503 with `Retry-After: 1`. It drops every invoice into
+//! the inbox bucket. Three go under `scheduled/`, and the demo uploads them by
+//! invoking the scheduled upload function with its schedule's payload. Then it
+//! waits until each export is routed and each route is delivered or
+//! dead-lettered.
+//!
+//! The one document routed to the CRM goes through its retries into the
+//! dead-letter queue and an alert. The demo then clears the fault, runs
 //! `bridgectl dlq redrive` for it, and waits for the delivery.
 //!
 //! It passes only when every document reached the destinations the bundled
@@ -42,6 +44,7 @@ use clap::Args;
 use dlq_alert::failure_store::{DynamoFailureStore, FailureStore, alert_state};
 
 use crate::dev::schedule::invoke;
+use crate::dev::wiring::{LocalServer, server_of_kind};
 use crate::dev::{Endpoints, LocalStack, StackOptions};
 use crate::dlq::{RedriveArgs, destination_kinds, redrive_with};
 use crate::output::{Format, print_json, table};
@@ -765,7 +768,10 @@ fn unexpected_requests(routed: &[Routed], kinds: &BTreeMap<String, &'static str>
         ("xero", &received.xero),
         ("generic", &received.generic),
     ] {
-        if !kinds.values().any(|kind| sink_of(kind) == Some(sink)) {
+        if !kinds
+            .values()
+            .any(|kind| server_of_kind(kind).map(LocalServer::name) == Some(sink))
+        {
             continue;
         }
         for request in requests.iter().filter(|request| creates(request)) {
@@ -781,18 +787,6 @@ fn unexpected_requests(routed: &[Routed], kinds: &BTreeMap<String, &'static str>
         }
     }
     found
-}
-
-/// Returns the sink that emulates a destination kind.
-fn sink_of(kind: &str) -> Option<&'static str> {
-    match kind {
-        "quickbooks" => Some("quickbooks"),
-        "xero" => Some("xero"),
-        "http_json" => Some("generic"),
-        "hubspot" => Some("hubspot"),
-        "alerts" => Some("wecom"),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

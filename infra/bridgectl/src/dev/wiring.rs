@@ -161,6 +161,14 @@ const KINDS: &[KindWiring] = &[
     },
 ];
 
+/// Returns the local server that emulates a destination kind, if the kind is known.
+pub fn server_of_kind(kind: &str) -> Option<LocalServer> {
+    KINDS
+        .iter()
+        .find(|wiring| wiring.kind == kind)
+        .map(|wiring| wiring.server)
+}
+
 /// Destination names and their kinds, from `infra/destinations.yaml`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DestinationKinds(pub BTreeMap<String, String>);
