@@ -316,10 +316,10 @@ fn receive_count(message: &SqsMessage) -> i64 {
         .unwrap_or(0)
 }
 
-/// Returns the queue a dead letter came from: SQS's `DeadLetterQueueSourceArn`
-/// when set, else the queue of the destination the message names (each
-/// dead-letter queue of the stack serves one queue), else the component that
-/// dead-lettered it, else `unknown`.
+/// Returns the queue a dead letter came from. That is SQS's
+/// `DeadLetterQueueSourceArn` when set, else the queue of the message's
+/// destination (each dead-letter queue of the stack serves one queue), else
+/// the component that dead-lettered it, else `unknown`.
 // NOTE: the SQS events that MiniStack 1.5.33's event source mappings deliver
 // lack DeadLetterQueueSourceArn, so on the local stack the destination's queue
 // is what is recorded.

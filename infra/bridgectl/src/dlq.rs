@@ -487,7 +487,7 @@ async fn redrive(args: RedriveArgs, format: Format) -> Result<i32> {
     redrive_with(args, resources, format).await
 }
 
-/// Runs `dlq redrive` against resources the caller resolved; returns the exit code.
+/// Runs `dlq redrive` against resources the caller resolved and returns the exit code.
 pub async fn redrive_with(args: RedriveArgs, resources: Resources, format: Format) -> Result<i32> {
     let store = failure_store(&resources)?;
     let kinds = destination_kinds(args.destinations.as_ref())?;

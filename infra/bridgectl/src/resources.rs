@@ -89,7 +89,7 @@ impl StackArgs {
         self.resolve_with(sdk_config).await
     }
 
-    /// Like [`StackArgs::resolve`], with an AWS configuration the caller
+    /// Resolves like [`StackArgs::resolve`], with an AWS configuration the caller
     /// built (the local stack's, for example) instead of `--profile`,
     /// `--region` and `--endpoint-url`.
     pub async fn resolve_with(&self, sdk_config: SdkConfig) -> Result<Resources> {

@@ -105,10 +105,10 @@ pub fn count_rules(rule_names: &[String], documents: &[DocumentResult]) -> BTree
     counts
 }
 
-/// Lists every way the observation falls short of the demo's promise: each
-/// document uploaded, routed as the rules decide, and delivered exactly once to
-/// each destination; every rule fired; the faulted delivery dead-lettered,
-/// alerted, redriven and then delivered once.
+/// Lists every way the observation fails the demo's checks. Each
+/// document must be uploaded, routed as the rules decide, and delivered
+/// exactly once to each destination. Every rule must fire. The faulted
+/// delivery must be dead-lettered, alerted, redriven and then delivered once.
 pub fn problems(
     documents: &[DocumentResult],
     rules_fired: &BTreeMap<String, usize>,

@@ -29,10 +29,10 @@ pub enum DevCommand {
     Fire(FireArgs),
     /// Prints the endpoints of the running local stack.
     Status(StateArgs),
-    /// Runs the main job on the bundled invoices on a local stack of its own: drops them into S3,
-    /// fires the scheduled upload, fails one delivery into the dead-letter queue and redrives it,
-    /// prints one row per document and writes target/demo/report.json. Exits 0 only when every
-    /// document reached its destinations exactly once.
+    /// Runs the main job on the bundled invoices on a local stack of its own. It drops them into
+    /// S3, fires the scheduled upload, fails one delivery into the dead-letter queue and redrives
+    /// it. It prints one row per document and writes target/demo/report.json, and exits 0 only
+    /// when every document reached its destinations exactly once.
     Demo(crate::demo::DemoArgs),
 }
 
